@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# Copyright: oauthops.toolkit contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Django side of oauth_application and oauth_application_info.
+
+`plan_application()` is the whole reconcile rule (declared options + the stored
+row -> planned change); modules that converge one application or many call it and
+then `apply_plan()`. Django is imported inside functions because Ansible imports
+this file (to ship it) on hosts without Django.
+"""
+
+from __future__ import annotations
+
+from ._django_side import OperationError, require_migrated
+
+LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
+SCALAR_FIELDS = ("name", "client_type", "authorization_grant_type", "skip_authorization", "algorithm")
+DESCRIBED_FIELDS = ("client_id", "name", "client_type", "authorization_grant_type") + LIST_FIELDS + (
+    "user",
+    "skip_authorization",
+    "algorithm",
+    "hash_client_secret",
+)
+SECRET_PLACEHOLDER = "<hidden>"
+
+
+class Plan:
+    """What converging one application would do; `instance` already carries the change."""
+
+    def __init__(self, action, instance, before, changed_fields, generated_secret=None):
+        self.action = action  # "create", "update", "delete" or None
+        self.instance = instance
+        self.before = before
+        self.changed_fields = changed_fields
+        self.generated_secret = generated_secret
+
+
+def _field_names(model) -> set:
+    return {field.name for field in model._meta.get_fields()}
+
+
+def _is_hashed(value: str) -> bool:
+    from django.contrib.auth.hashers import identify_hasher
+
+    try:
+        identify_hasher(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _secret_matches(declared: str, stored: str) -> bool:
+    """Stored hashes are salted, so compare by verifying, never hash to hash."""
+    from django.contrib.auth.hashers import check_password
+    from django.utils.crypto import constant_time_compare
+
+    if _is_hashed(stored) and not _is_hashed(declared):
+        return check_password(declared, stored)
+    return constant_time_compare(declared, stored)
+
+
+def _resolve_user(value, database: str):
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import ValidationError
+
+    value = str(value)
+    if value == "":
+        return None
+    user_model = get_user_model()
+    users = user_model._default_manager.db_manager(database)
+    user = users.filter(**{user_model.USERNAME_FIELD: value}).first()
+    if user is None:
+        try:
+            user = users.filter(pk=value).first()
+        except (ValueError, TypeError, ValidationError):
+            user = None
+    if user is None:
+        raise OperationError(
+            "not_found",
+            "user '%s' does not exist (looked up by %s and by primary key)" % (value, user_model.USERNAME_FIELD),
+        )
+    return user
+
+
+def describe(instance) -> dict:
+    """Every managed field in the module's vocabulary; never the secret."""
+    names = _field_names(type(instance))
+    described = {}
+    for name in DESCRIBED_FIELDS:
+        if name not in names:
+            continue
+        value = getattr(instance, name) if name != "user" else None
+        if name in LIST_FIELDS:
+            value = value.split()
+        elif name == "algorithm":
+            value = value or "none"
+        elif name == "user":
+            user = instance.user if instance.user_id is not None else None
+            value = user.get_username() if user is not None else None
+        described[name] = value
+    return described
+
+
+def _identity(instance) -> dict:
+    """Fields that only a saved row has."""
+    return {
+        "id": instance.pk,
+        "created": instance.created.isoformat() if instance.created else None,
+        "updated": instance.updated.isoformat() if instance.updated else None,
+    }
+
+
+def _diff_side(instance, secret_note: str | None) -> dict:
+    side = describe(instance)
+    if secret_note:
+        side["client_secret"] = secret_note
+    return side
+
+
+def plan_application(model, spec: dict, existing, database: str) -> Plan:
+    """Compare the declared options (None = not managed) with the stored row."""
+    if spec.get("state", "present") == "absent":
+        if existing is None:
+            return Plan(None, None, {}, [])
+        return Plan("delete", existing, describe(existing), [])
+
+    names = _field_names(model)
+    declared = [
+        name
+        for name in SCALAR_FIELDS + LIST_FIELDS + ("hash_client_secret", "client_secret")
+        if spec.get(name) is not None
+    ]
+    unsupported = [name for name in declared if name not in names]
+    if unsupported:
+        raise OperationError(
+            "unsupported",
+            "%s not supported by the installed application model %s"
+            % (", ".join(unsupported), model._meta.label),
+        )
+
+    creating = existing is None
+    instance = model(client_id=spec["client_id"]) if creating else existing
+    before = {} if creating else describe(existing)
+    changed = []
+
+    def assign(name, value):
+        if creating or getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed.append(name)
+
+    for name in SCALAR_FIELDS:
+        if spec.get(name) is not None:
+            value = spec[name]
+            assign(name, "" if name == "algorithm" and value == "none" else value)
+    for name in LIST_FIELDS:
+        if spec.get(name) is not None:
+            assign(name, " ".join(str(item) for item in spec[name]))
+    if spec.get("user") is not None:
+        user = _resolve_user(spec["user"], database)
+        if creating or instance.user_id != (user.pk if user else None):
+            instance.user = user
+            changed.append("user")
+    if spec.get("hash_client_secret") is not None:
+        assign("hash_client_secret", spec["hash_client_secret"])
+
+    generated = None
+    declared_secret = spec.get("client_secret")
+    hash_wanted = getattr(instance, "hash_client_secret", False)
+    if creating:
+        if declared_secret is None:
+            from oauth2_provider.generators import generate_client_secret
+
+            declared_secret = generated = generate_client_secret()
+        instance.client_secret = declared_secret
+        changed.append("client_secret")
+    elif declared_secret is not None and spec.get("update_secret", "always") == "always":
+        stored = instance.client_secret
+        stored_as_wanted = _is_hashed(stored) == bool(hash_wanted) or _is_hashed(declared_secret)
+        if not _secret_matches(declared_secret, stored) or not stored_as_wanted:
+            instance.client_secret = declared_secret
+            changed.append("client_secret")
+    elif not hash_wanted and _is_hashed(instance.client_secret) and "hash_client_secret" in changed:
+        raise OperationError(
+            "invalid",
+            "hash_client_secret: the stored client secret is hashed and cannot be turned back into plain text; "
+            "declare client_secret (with update_secret: always) to store it unhashed",
+        )
+
+    if not changed:
+        return Plan(None, instance, before, [])
+    return Plan("create" if creating else "update", instance, before, changed, generated)
+
+
+def validate(plan: Plan, database: str) -> None:
+    """DOT's own rules, exactly as the admin applies them."""
+    from django.core.exceptions import ValidationError
+    from django.db import DEFAULT_DB_ALIAS
+
+    try:
+        # Django's unique checks query the default database; on another alias the
+        # client_id lookup done by the caller and the database's own constraints stand in.
+        plan.instance.full_clean(
+            validate_unique=database == DEFAULT_DB_ALIAS, validate_constraints=database == DEFAULT_DB_ALIAS
+        )
+    except ValidationError as exc:
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        message = "; ".join(
+            "%s: %s" % (field, " ".join(messages)) if field != "__all__" else " ".join(messages)
+            for field, messages in sorted(fields.items())
+        )
+        raise OperationError("invalid", message, fields)
+
+
+def apply_plan(plan: Plan, database: str) -> None:
+    if plan.action == "delete":
+        plan.instance.delete(using=database)
+    elif plan.action in ("create", "update"):
+        plan.instance.save(using=database, force_insert=plan.action == "create")
+
+
+def plan_result(plan: Plan, check_mode: bool) -> dict:
+    secret_changed = "client_secret" in plan.changed_fields
+    before_note = SECRET_PLACEHOLDER if plan.before else None
+    after_note = "<hidden, changed>" if secret_changed else before_note
+    after = {} if plan.action == "delete" or plan.instance is None else _diff_side(plan.instance, after_note)
+    result = {
+        "changed": plan.action is not None,
+        "action": plan.action or "none",
+        "application": None if plan.action == "delete" or plan.instance is None else describe(plan.instance),
+        "diff": {"before": dict(plan.before, **({"client_secret": before_note} if before_note else {})), "after": after},
+    }
+    if result["application"] is not None and plan.instance.pk is not None:
+        result["application"].update(_identity(plan.instance))
+    if plan.generated_secret and not check_mode:
+        result["client_secret"] = plan.generated_secret
+    return result
+
+
+def run_application(params: dict, context) -> dict:
+    from django.db import transaction
+    from oauth2_provider.models import get_application_model
+
+    model = get_application_model()
+    require_migrated(context.database, [model])
+    with transaction.atomic(using=context.database):
+        rows = model._default_manager.db_manager(context.database).filter(client_id=params["client_id"])
+        if not context.check_mode:
+            rows = rows.select_for_update()
+        plan = plan_application(model, params, rows.first(), context.database)
+        if plan.action in ("create", "update"):
+            validate(plan, context.database)
+        if not context.check_mode:
+            apply_plan(plan, context.database)
+    if (
+        plan.instance is not None
+        and getattr(plan.instance, "hash_client_secret", False) is False
+        and _is_hashed(plan.instance.client_secret)
+    ):
+        context.warn("client_secret of %s is stored hashed although hash_client_secret is false" % params["client_id"])
+    return plan_result(plan, context.check_mode)
+
+
+def run_application_info(params: dict, context) -> dict:
+    from oauth2_provider.models import get_application_model
+
+    model = get_application_model()
+    require_migrated(context.database, [model])
+    rows = model._default_manager.db_manager(context.database).select_related("user").order_by("client_id")
+    if params.get("client_id"):
+        rows = rows.filter(client_id__in=params["client_id"])
+    applications = []
+    for row in rows:
+        applications.append(dict(describe(row), **_identity(row)))
+    return {"changed": False, "applications": applications}

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: oauthops.toolkit contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible side of the bridge to a Django project.
+
+The module runs under Ansible's interpreter, which usually cannot import the
+project. `DjangoBridge.call()` writes the Django side (the `_django_*` files of
+this directory) into a package in the module's temporary directory, starts the
+project's Python on it, sends one JSON request on stdin (so secrets never reach
+the process list) and turns the JSON answer into a result or one readable
+`fail_json`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import inspect
+import json
+import os
+import sys
+
+from ansible_collections.oauthops.toolkit.plugins.module_utils import _django_applications, _django_side
+
+SIDE_PACKAGE = "oauthops_django_side"
+SIDE_MODULES = (_django_side, _django_applications)
+BOOTSTRAP = "from %s._django_side import main; main()" % SIDE_PACKAGE
+
+
+def django_argument_spec():
+    """Options every module of the collection shares (doc fragment: oauthops.toolkit.django)."""
+    return dict(
+        project_path=dict(type="path"),
+        settings=dict(type="str"),
+        virtualenv=dict(type="path"),
+        python=dict(type="path"),
+        pythonpath=dict(type="list", elements="path", default=[]),
+        database=dict(type="str", default="default"),
+        environment=dict(type="dict", default={}, no_log=True),
+    )
+
+
+DJANGO_MUTUALLY_EXCLUSIVE = [("virtualenv", "python")]
+
+
+def write_side_package(directory):
+    """Write the Django side as an importable package below `directory`."""
+    package = os.path.join(directory, SIDE_PACKAGE)
+    if not os.path.isdir(package):
+        os.makedirs(package)
+    with open(os.path.join(package, "__init__.py"), "w") as handle:
+        handle.write("")
+    for side_module in SIDE_MODULES:
+        name = side_module.__name__.rpartition(".")[2] + ".py"
+        with open(os.path.join(package, name), "w") as handle:
+            handle.write(inspect.getsource(side_module))
+    return package
+
+
+class DjangoBridge:
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+
+    def interpreter(self):
+        if self.params["python"]:
+            python = self.params["python"]
+        elif self.params["virtualenv"]:
+            python = os.path.join(self.params["virtualenv"], "bin", "python")
+        else:
+            return sys.executable
+        if not os.access(python, os.X_OK):
+            self.module.fail_json(msg="python interpreter %s does not exist or is not executable" % python)
+        return python
+
+    def environment(self):
+        paths = [self.module.tmpdir] + list(self.params["pythonpath"])
+        if os.environ.get("PYTHONPATH"):
+            paths.append(os.environ["PYTHONPATH"])
+        env = {"PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+        if self.params["settings"]:
+            env["DJANGO_SETTINGS_MODULE"] = self.params["settings"]
+        if self.params["virtualenv"]:
+            env["VIRTUAL_ENV"] = self.params["virtualenv"]
+        env.update((str(key), str(value)) for key, value in self.params["environment"].items())
+        return env
+
+    def call(self, op, params):
+        """Run `op` on the Django side; return its result or fail the task."""
+        project_path = self.params["project_path"]
+        if project_path and not os.path.isdir(project_path):
+            self.module.fail_json(msg="project_path %s is not a directory" % project_path)
+        python = self.interpreter()
+        write_side_package(self.module.tmpdir)
+        request = {
+            "op": op,
+            "params": params,
+            "check_mode": self.module.check_mode,
+            "database": self.params["database"],
+        }
+        rc, out, err = self.module.run_command(
+            [python, "-c", BOOTSTRAP],
+            data=json.dumps(request),
+            cwd=project_path or None,
+            environ_update=self.environment(),
+        )
+        try:
+            response = json.loads(out)
+        except ValueError:
+            last_line = (err.strip().splitlines() or ["no output"])[-1]
+            self.module.fail_json(
+                msg="the Django side did not answer under %s (rc %s): %s" % (python, rc, last_line),
+                stderr=err,
+                rc=rc,
+            )
+        if not response.get("ok"):
+            error = response.get("error") or {}
+            details = dict(error_kind=error.get("kind"), field_errors=error.get("fields") or {})
+            if error.get("traceback"):
+                details["django_traceback"] = error["traceback"]
+            self.module.fail_json(msg=error.get("message") or "the Django side failed", **details)
+        result = response["result"]
+        for warning in result.pop("warnings", []):
+            self.module.warn(warning)
+        return result
