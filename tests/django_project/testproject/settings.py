@@ -49,6 +49,9 @@ DATABASES = {"default": _database}
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 
 OAUTH2_PROVIDER = {
+    # A throwaway key committed for tests only, so RS256 applications validate.
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": (BASE_DIR / "testproject" / "oidc_test_key.pem").read_text(),
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": int(os.environ.get("OAUTHOPS_TEST_BATCH_SIZE", "10000")),
 }
 

@@ -1,0 +1,107 @@
+"""Real ansible-playbook runs against tests/django_project on every backend.
+
+Ansible's interpreter is a bare virtualenv without Django, so every module call
+has to cross the bridge into the project's Python (the interpreter running
+pytest, which has Django and DOT).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from provisioning import BACKENDS, DJANGO_PROJECT, REPO, migrate, provisioned_database
+
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+PROJECT_PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collections")
+    namespace = root / "ansible_collections" / "oauthops"
+    namespace.mkdir(parents=True)
+    (namespace / "toolkit").symlink_to(REPO)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory):
+    """An interpreter that cannot import Django: Ansible runs modules with it."""
+    home = tmp_path_factory.mktemp("bare-venv")
+    venv.EnvBuilder(with_pip=False).create(home)
+    python = home / "bin" / "python"
+    probe = subprocess.run([python, "-c", "import django"], capture_output=True)
+    assert probe.returncode != 0, "the bare virtualenv must not see Django"
+    return str(python)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request, tmp_path_factory):
+    with provisioned_database(request.param, tmp_path_factory.mktemp(request.param)) as env:
+        migrate(env)
+        yield dict(env, backend=request.param)
+
+
+@pytest.fixture
+def unmigrated_database(database, tmp_path_factory):
+    """A second, empty database on the same backend."""
+    with provisioned_database(database["backend"], tmp_path_factory.mktemp("empty")) as env:
+        yield env
+
+
+class PlaybookRunner:
+    def __init__(self, collections_path, bare_python, database, workdir, prefix):
+        self.collections_path = collections_path
+        self.bare_python = bare_python
+        self.database = database
+        self.workdir = workdir
+        self.prefix = prefix
+
+    def django_env(self):
+        return {key: value for key, value in self.database.items() if key.startswith("OAUTHOPS_")}
+
+    def run(self, playbook, extra_vars=None, *args, expect_rc=0):
+        variables = {
+            "project_path": str(DJANGO_PROJECT),
+            "project_python": PROJECT_PYTHON,
+            "db_env": self.django_env(),
+            "prefix": self.prefix,
+            "workdir": str(self.workdir),
+            "backend": self.database["backend"],
+        }
+        variables.update(extra_vars or {})
+        vars_file = self.workdir / "vars.json"
+        vars_file.write_text(json.dumps(variables))
+        env = dict(
+            os.environ,
+            ANSIBLE_COLLECTIONS_PATH=str(self.collections_path),
+            ANSIBLE_PYTHON_INTERPRETER=self.bare_python,
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_RETRY_FILES_ENABLED="0",
+            ANSIBLE_LOCAL_TEMP=str(self.workdir / "ansible-local"),
+        )
+        command = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "@%s" % vars_file,
+            str(PLAYBOOKS / playbook),
+        ] + list(args)
+        completed = subprocess.run(command, env=env, capture_output=True, text=True)
+        output = completed.stdout + completed.stderr
+        assert completed.returncode == expect_rc, "%s exited %s:\n%s" % (playbook, completed.returncode, output)
+        return output
+
+
+@pytest.fixture
+def playbook(collections_path, bare_python, database, tmp_path, request):
+    prefix = "%s-%s" % (request.node.originalname.replace("_", "-"), database["backend"])
+    return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix)

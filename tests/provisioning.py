@@ -1,0 +1,62 @@
+"""Databases for the tests: a fresh one per backend and test session, dropped afterwards.
+
+A backend whose server cannot be reached is skipped with a loud line in the summary
+(see conftest.py), or fails the run when it is listed in OAUTHOPS_REQUIRE_BACKENDS
+(CI lists all three).
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dbservers
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+DJANGO_PROJECT = TESTS / "django_project"
+BACKENDS = ("sqlite", "postgresql", "mysql")
+
+untested = {}
+
+
+def required_backends():
+    return {name for name in os.environ.get("OAUTHOPS_REQUIRE_BACKENDS", "").split(",") if name}
+
+
+def backend_unavailable(backend, reason):
+    if backend in required_backends():
+        pytest.fail("required backend %s is not reachable: %s" % (backend, reason), pytrace=False)
+    untested[backend] = reason
+    pytest.skip("%s NOT TESTED: %s" % (backend, reason))
+
+
+@contextlib.contextmanager
+def provisioned_database(backend, workdir):
+    """Yield the environment that points tests/django_project at a fresh database."""
+    if backend == "sqlite":
+        yield {"OAUTHOPS_TEST_DB": "sqlite", "OAUTHOPS_TEST_DB_NAME": str(Path(workdir) / "test.sqlite3")}
+        return
+    try:
+        server = dbservers.discover(backend)
+    except dbservers.Unavailable as exc:
+        backend_unavailable(backend, str(exc))
+    name = server.create_database("oauthops_test_")
+    try:
+        yield server.django_env(name)
+    finally:
+        server.drop_database(name)
+
+
+def migrate(env, python=sys.executable):
+    """Apply every migration of the test project to the database `env` names."""
+    subprocess.run(
+        [python, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=DJANGO_PROJECT,
+        env=dict(os.environ, **env),
+        check=True,
+    )
+

@@ -1,0 +1,241 @@
+"""Reconcile rules of oauth_application, in-process against a real database."""
+
+import pytest
+
+
+def side():
+    from oauthops_django_side import _django_applications, _django_side
+
+    return _django_side, _django_applications
+
+
+def converge(check_mode=False, **params):
+    django_side, applications = side()
+    context = django_side.Context("default", check_mode)
+    params.setdefault("state", "present")
+    params.setdefault("update_secret", "always")
+    return applications.run_application(params, context)
+
+
+def stored(client_id):
+    from oauth2_provider.models import get_application_model
+
+    return get_application_model().objects.filter(client_id=client_id).first()
+
+
+def secret_opens(client_id, secret):
+    from django.contrib.auth.hashers import check_password
+
+    return check_password(secret, stored(client_id).client_secret)
+
+
+WEB = dict(
+    client_id="web",
+    name="Web",
+    client_type="confidential",
+    authorization_grant_type="authorization-code",
+    redirect_uris=["https://web.example.com/cb"],
+)
+
+
+@pytest.fixture
+def alice():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("alice", password="unused-password")
+
+
+def test_create_then_rerun_is_unchanged():
+    first = converge(**WEB)
+    again = converge(**WEB)
+    assert (first["changed"], first["action"]) == (True, "create")
+    assert (again["changed"], again["action"]) == (False, "none")
+    assert again["application"]["redirect_uris"] == ["https://web.example.com/cb"]
+    assert "client_secret" not in again
+
+
+def test_every_option_round_trips(alice):
+    declared = dict(
+        WEB,
+        redirect_uris=["https://a.example.com/cb", "https://b.example.com/cb"],
+        post_logout_redirect_uris=["https://a.example.com/bye"],
+        allowed_origins=["https://a.example.com"],
+        user="alice",
+        skip_authorization=True,
+        algorithm="RS256",
+        hash_client_secret=True,
+        client_secret="declared-secret-value",
+    )
+    result = converge(**declared)
+    application = result["application"]
+    for option in ("name", "client_type", "authorization_grant_type", "redirect_uris", "post_logout_redirect_uris",
+                   "allowed_origins", "skip_authorization", "algorithm", "hash_client_secret"):
+        assert application[option] == declared[option], option
+    assert application["user"] == "alice"
+    row = stored("web")
+    assert row.redirect_uris == "https://a.example.com/cb https://b.example.com/cb"
+    assert row.user_id == alice.pk
+    assert converge(**declared)["changed"] is False
+
+
+def test_options_not_given_are_left_alone():
+    converge(**dict(WEB, skip_authorization=True))
+    result = converge(client_id="web", name="Renamed")
+    assert result["changed"] is True
+    row = stored("web")
+    assert (row.name, row.skip_authorization, row.redirect_uris) == ("Renamed", True, "https://web.example.com/cb")
+
+
+def test_declared_secret_is_stored_hashed_and_verified_not_compared():
+    converge(**dict(WEB, client_secret="s3cret-one"))
+    assert stored("web").client_secret != "s3cret-one"
+    assert secret_opens("web", "s3cret-one")
+    assert converge(**dict(WEB, client_secret="s3cret-one"))["changed"] is False
+
+
+def test_update_secret_on_create_keeps_the_stored_secret():
+    converge(**dict(WEB, client_secret="s3cret-one"))
+    result = converge(**dict(WEB, client_secret="s3cret-two", update_secret="on_create"))
+    assert result["changed"] is False
+    assert secret_opens("web", "s3cret-one")
+
+
+def test_update_secret_always_replaces_a_different_secret():
+    converge(**dict(WEB, client_secret="s3cret-one"))
+    result = converge(**dict(WEB, client_secret="s3cret-two"))
+    assert result["changed"] is True
+    assert result["diff"]["after"]["client_secret"] == "<hidden, changed>"
+    assert secret_opens("web", "s3cret-two")
+    assert "s3cret" not in repr(result)
+
+
+def test_generated_secret_is_returned_once_and_opens_the_application():
+    created = converge(**WEB)
+    assert secret_opens("web", created["client_secret"])
+    assert "client_secret" not in converge(**WEB)
+
+
+def test_check_mode_create_returns_no_secret_and_writes_nothing():
+    result = converge(check_mode=True, **WEB)
+    assert result["changed"] is True and result["action"] == "create"
+    assert "client_secret" not in result
+    assert stored("web") is None
+
+
+def test_unhashed_secret_for_hs256():
+    declared = dict(WEB, algorithm="HS256", hash_client_secret=False, client_secret="hmac-key-value")
+    converge(**declared)
+    assert stored("web").client_secret == "hmac-key-value"
+    assert converge(**declared)["changed"] is False
+
+
+def test_switching_hashing_off_without_the_secret_is_refused():
+    django_side, _ = side()
+    converge(**WEB)
+    with pytest.raises(django_side.OperationError, match="hash_client_secret"):
+        converge(client_id="web", hash_client_secret=False)
+    assert stored("web").hash_client_secret is True
+
+
+def test_a_prehashed_secret_is_stored_as_given():
+    from django.contrib.auth.hashers import make_password
+
+    hashed = make_password("pre-hashed")
+    converge(**dict(WEB, client_secret=hashed))
+    assert stored("web").client_secret == hashed
+    assert converge(**dict(WEB, client_secret=hashed))["changed"] is False
+
+
+def test_user_by_username_by_primary_key_and_cleared(alice):
+    assert converge(**dict(WEB, user="alice"))["application"]["user"] == "alice"
+    assert converge(**dict(WEB, user=alice.pk))["changed"] is False
+    assert converge(**dict(WEB, user=str(alice.pk)))["changed"] is False
+    cleared = converge(**dict(WEB, user=""))
+    assert cleared["changed"] is True and cleared["application"]["user"] is None
+
+
+def test_unknown_user_is_a_clear_error_and_writes_nothing():
+    django_side, _ = side()
+    with pytest.raises(django_side.OperationError, match="user 'nobody' does not exist"):
+        converge(**dict(WEB, user="nobody"))
+    assert stored("web") is None
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(redirect_uris=["ftp://web.example.com/cb"]), "redirect_uris"),
+        (dict(redirect_uris=[]), "redirect_uris"),
+        (dict(client_type="public", algorithm="HS256", hash_client_secret=False, client_secret="k"), "algorithm"),
+    ],
+)
+def test_dot_validation_names_the_field_and_changes_nothing(change, field):
+    django_side, _ = side()
+    converge(**WEB)
+    before = stored("web")
+    with pytest.raises(django_side.OperationError) as raised:
+        converge(**dict(WEB, **change))
+    assert raised.value.kind == "invalid"
+    assert field in raised.value.fields
+    assert raised.value.message.startswith(field + ":") or (field + ":") in raised.value.message
+    after = stored("web")
+    assert (after.redirect_uris, after.client_type, after.algorithm, after.updated) == (
+        before.redirect_uris, before.client_type, before.algorithm, before.updated,
+    )
+
+
+def test_check_mode_fires_no_model_signal():
+    from django.db.models.signals import post_delete, post_save, pre_save
+    from oauth2_provider.models import get_application_model
+
+    fired = []
+
+    def receiver(sender, **kwargs):
+        fired.append(sender)
+
+    converge(**WEB)
+    model = get_application_model()
+    for signal in (pre_save, post_save, post_delete):
+        signal.connect(receiver, sender=model, weak=False)
+    try:
+        converge(check_mode=True, **dict(WEB, name="Predicted"))
+        converge(check_mode=True, client_id="other", client_type="public", authorization_grant_type="password")
+        converge(check_mode=True, client_id="web", state="absent")
+    finally:
+        for signal in (pre_save, post_save, post_delete):
+            signal.disconnect(receiver, sender=model)
+    assert fired == []
+    assert stored("web").name == "Web"
+
+
+def test_a_failure_after_the_write_rolls_the_write_back():
+    from django.db.models.signals import post_save
+    from oauth2_provider.models import get_application_model
+
+    def explode(sender, **kwargs):
+        raise RuntimeError("project signal handler failed")
+
+    converge(**WEB)
+    post_save.connect(explode, sender=get_application_model(), weak=False)
+    try:
+        with pytest.raises(RuntimeError):
+            converge(**dict(WEB, name="Never stored"))
+    finally:
+        post_save.disconnect(explode, sender=get_application_model())
+    assert stored("web").name == "Web"
+
+
+def test_absent_deletes_and_is_idempotent():
+    converge(**WEB)
+    assert converge(client_id="web", state="absent")["action"] == "delete"
+    assert stored("web") is None
+    assert converge(client_id="web", state="absent")["changed"] is False
+
+
+def test_info_lists_applications_without_secrets():
+    django_side, applications = side()
+    converge(**dict(WEB, client_secret="never-listed"))
+    converge(client_id="api", client_type="public", authorization_grant_type="password")
+    listed = applications.run_application_info({}, django_side.Context("default", False))["applications"]
+    assert [app["client_id"] for app in listed] == ["api", "web"]
+    assert "never-listed" not in repr(listed) and all("client_secret" not in app for app in listed)
