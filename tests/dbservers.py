@@ -168,11 +168,13 @@ def _throwaway_postgres() -> Server:
         [pg_ctl, "-D", data, "-l", log, "-o", f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1", "-w", "start"],
     ]
     for command in commands:
-        result = subprocess.run(as_owner + command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        # check=False: on failure we raise Unavailable with the output and the server log instead.
+        result = subprocess.run(as_owner + command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                check=False)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip()
             if os.path.exists(log):
-                with open(log) as log_file:
+                with open(log, encoding="utf-8") as log_file:
                     detail += "\n" + log_file.read().strip()
             _remove_cluster(as_owner, pg_ctl, data, workdir)
             raise Unavailable(f"throwaway cluster failed: {' '.join(command)}: {detail}")
@@ -183,7 +185,7 @@ def _throwaway_postgres() -> Server:
 def _remove_cluster(as_owner: list[str], pg_ctl: str, data: str, workdir: str) -> None:
     if os.path.exists(os.path.join(data, "postmaster.pid")):
         subprocess.run(as_owner + [pg_ctl, "-D", data, "-m", "immediate", "-w", "stop"],
-                       capture_output=True, stdin=subprocess.DEVNULL)
+                       capture_output=True, stdin=subprocess.DEVNULL, check=False)  # best effort at exit
     shutil.rmtree(workdir, ignore_errors=True)
 
 
