@@ -180,11 +180,11 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
             instance.client_secret = declared_secret
             changed.append("client_secret")
     elif not hash_wanted and _is_hashed(instance.client_secret) and "hash_client_secret" in changed:
-        raise OperationError(
-            "invalid",
-            "hash_client_secret: the stored client secret is hashed and cannot be turned back into plain text; "
-            "declare client_secret (with update_secret: always) to store it unhashed",
+        problem = (
+            "the stored client secret is hashed and cannot be turned back into plain text; "
+            "declare client_secret (with update_secret: always) to store it unhashed"
         )
+        raise OperationError("invalid", "hash_client_secret: " + problem, {"hash_client_secret": [problem]})
 
     if not changed:
         return Plan(None, instance, before, [])
