@@ -84,7 +84,7 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --output-path '$(DIST)' .
 	$(say) "installing the tarball into an empty collections path and rendering its module docs"
 	ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' $(BIN)/ansible-galaxy collection install --force -p '$(DIST)/installed' '$(DIST)'/oauthops-toolkit-*.tar.gz
-	cd '$(DIST)' && export ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
+	@cd '$(DIST)' && export ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
 	    modules="$$($(BIN)/ansible-doc -t module --list --json oauthops.toolkit \
 	        | $(BIN)/python -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))')"; \
 	    echo "modules in the tarball: $$modules"; \
