@@ -27,6 +27,7 @@ import traceback
 OPERATIONS = {
     "application": "_django_applications",
     "application_info": "_django_applications",
+    "token_cleanup": "_django_cleanup",
 }
 
 

@@ -20,10 +20,10 @@ import json
 import os
 import sys
 
-from ansible_collections.oauthops.toolkit.plugins.module_utils import _django_applications, _django_side
+from ansible_collections.oauthops.toolkit.plugins.module_utils import _django_applications, _django_cleanup, _django_cleanup_rules, _django_side
 
 SIDE_PACKAGE = "oauthops_django_side"
-SIDE_MODULES = (_django_side, _django_applications)
+SIDE_MODULES = (_django_side, _django_applications, _django_cleanup, _django_cleanup_rules)
 BOOTSTRAP = "from %s._django_side import main; main()" % SIDE_PACKAGE
 
 

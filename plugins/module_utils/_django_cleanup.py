@@ -1,0 +1,366 @@
+# -*- coding: utf-8 -*-
+# Copyright: oauthops.toolkit contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Django side of oauth_token_cleanup: the token cleanup engine (also run by the cron role).
+
+The end state equals what the installed DOT's clear_expired() leaves; the rows and the
+relations to follow come from _django_cleanup_rules. What differs is the work per batch:
+DOT re-counts and re-scans each filter on every batch and deletes through Django's
+collector, which loads every row. Here each pass walks its table once in primary-key
+order (keyset pagination: a batch starts where the previous one ended, so no batch
+re-reads rows already passed), and each batch is a few set-based statements in one short
+transaction. A run stopped between batches (max_runtime, SIGKILL) leaves whole batches
+done and nothing half done; the next run simply continues.
+
+Django is imported inside functions: Ansible imports this file on hosts without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from ._django_cleanup_rules import (
+    CATEGORIES,
+    REFRESH_CATEGORIES,
+    SqlDeleter,
+    categories,
+    cutoffs,
+    delete_plan,
+    installed_dot_version,
+    predicted_counts,
+    rule_set_for,
+)
+from ._django_side import OperationError, require_migrated
+
+LOCK_NAME = "oauthops.toolkit token cleanup"
+LOCK_POLL_SECONDS = 0.2
+KNOWN_RELEASES = "2.0.0 to 3.4.1"
+
+
+def _number(params: dict, name: str, default, minimum: float, integer: bool = False, exclusive: bool = False):
+    value = params.get(name)
+    if value is None:
+        value = default
+    if value is None:
+        return None
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (integer and number != value) or number < minimum or (exclusive and number == minimum):
+        kind = "an integer" if integer else "a number"
+        bound = "greater than" if exclusive else "at least"
+        raise OperationError("invalid", "%s: must be %s %s %s, got %r" % (name, kind, bound, minimum, value))
+    return number
+
+
+def cleanup_options(params: dict) -> dict:
+    """The run's options; batch size and interval default to the project's DOT settings."""
+    from oauth2_provider.settings import oauth2_settings
+
+    return {
+        "batch_size": _number(params, "batch_size", oauth2_settings.CLEAR_EXPIRED_TOKENS_BATCH_SIZE, 1, integer=True),
+        "batch_interval": _number(params, "batch_interval", oauth2_settings.CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL, 0),
+        "max_runtime": _number(params, "max_runtime", None, 0, exclusive=True),
+        "lock": params.get("lock", True) is not False,
+        "lock_timeout": _number(params, "lock_timeout", 0, 0),
+    }
+
+
+class _SessionLock:
+    """PostgreSQL advisory lock or MySQL/MariaDB GET_LOCK: held by the database session, so the
+    server frees it when a killed run's connection drops."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        if connection.vendor == "postgresql":
+            # Advisory locks are scoped to the current database already.
+            self.method = "PostgreSQL advisory lock"
+            key = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+            self.take, self.give, self.args = "SELECT pg_try_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)", [key]
+        else:
+            # GET_LOCK names are server-wide (at most 64 characters): name the database in it.
+            self.method = "MySQL GET_LOCK"
+            database = str(connection.settings_dict["NAME"]).encode()
+            name = "oauthops_token_cleanup_%s" % hashlib.sha256(database).hexdigest()[:32]
+            self.take, self.give, self.args = "SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", [name]
+
+    def try_acquire(self) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.take, self.args)
+            return bool(cursor.fetchone()[0])
+
+    def release(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.give, self.args)
+
+
+class _FileLock:
+    """SQLite has no advisory lock: an flock() on a file beside the database, freed by the kernel
+    when the process dies. (BEGIN IMMEDIATE would also block the application's writers.)"""
+
+    def __init__(self, database_path: str) -> None:
+        self.path = database_path + ".oauthops-cleanup.lock"
+        self.method = "file lock %s" % self.path
+        self.handle = None
+
+    def try_acquire(self) -> bool:
+        import fcntl
+
+        if self.handle is None:
+            try:
+                self.handle = open(self.path, "a")
+            except OSError as exc:
+                raise OperationError(
+                    "lock", "cannot open the lock file %s (%s); set lock: false to run without it" % (self.path, exc.strerror)
+                )
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def cleanup_lock(connection):
+    """The lock that keeps two cleanups of one database apart, or None where there is none to take."""
+    if connection.vendor in ("postgresql", "mysql"):
+        return _SessionLock(connection)
+    if connection.vendor == "sqlite":
+        name = str(connection.settings_dict["NAME"])
+        if name in ("", ":memory:") or "mode=memory" in name:
+            return None  # private to this process: nobody else can run a cleanup on it
+        return _FileLock(name)
+    return None
+
+
+def acquire(lock, timeout: float) -> tuple:
+    """(acquired, seconds waited), polling so that every backend waits the same way."""
+    started = time.monotonic()
+    while not lock.try_acquire():
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            return False, waited
+        time.sleep(min(LOCK_POLL_SECONDS, timeout - waited))
+    return True, time.monotonic() - started
+
+
+class _Run:
+    """One real (not check mode) cleanup: the passes, batch by batch."""
+
+    def __init__(self, options: dict, database: str, deadline) -> None:
+        from django.db import connections
+
+        self.options = options
+        self.database = database
+        self.deadline = deadline
+        self.connection = connections[database]
+        self.deleted = dict.fromkeys(CATEGORIES, 0)
+        self.cascaded = {}
+        self.strategy = {}
+        self.batches = 0
+        self.pause_pending = False
+
+    def _may_start_batch(self) -> bool:
+        """Wait out batch_interval, unless max_runtime would run out first."""
+        pause = self.options["batch_interval"] if self.pause_pending else 0
+        if self.deadline is not None and time.monotonic() + pause >= self.deadline:
+            return False
+        if pause:
+            time.sleep(pause)
+        self.pause_pending = False
+        return True
+
+    def _count_cascaded(self, label: str, rows: int) -> None:
+        if rows:
+            self.cascaded[label] = self.cascaded.get(label, 0) + rows
+
+    def _delete_batch(self, category, plan, keys: list) -> int:
+        from django.db.models import IntegerField
+        from django.db.models.deletion import ProtectedError, RestrictedError
+
+        deleter = SqlDeleter(self.connection)
+        if plan.collector_reason is None and not (_has_guards(plan) and deleter.guarded(plan, keys)):
+            pk = category.model._meta.pk
+            if not isinstance(pk, IntegerField):
+                keys = [pk.get_db_prep_value(key, self.connection) for key in keys]
+            deleted = deleter.delete(plan, keys)
+            for label, rows in deleter.cascaded.items():
+                self._count_cascaded(label, rows)
+            return deleted
+        # Signal receivers, PROTECT/RESTRICT rows and the like: Django's collector, as DOT does it.
+        try:
+            _, per_model = category.model.objects.db_manager(self.database).filter(pk__in=keys).delete()
+        except (ProtectedError, RestrictedError) as exc:
+            raise OperationError("protected", "%s: %s" % (category.name, str(exc).splitlines()[0]))
+        label = category.model._meta.label
+        deleted = per_model.get(label, 0)
+        for other, rows in per_model.items():
+            self._count_cascaded(other, rows - deleted if other == label else rows)
+        return deleted
+
+    def run(self, passes: list) -> bool:
+        """Run every pass to its end; False when max_runtime stopped it between batches."""
+        from django.db import transaction
+
+        plans = {}
+        batch_size = self.options["batch_size"]
+        for category in passes:
+            if category.model not in plans:
+                plans[category.model] = delete_plan(category.model)
+            plan = plans[category.model]
+            reason = plan.collector_reason
+            self.strategy[category.name] = "set-based SQL" if reason is None else "Django collector (%s)" % reason
+            last = None
+            while True:
+                if not self._may_start_batch():
+                    return False
+                rows = category.rows(self.database).order_by("pk")
+                if last is not None:
+                    rows = rows.filter(pk__gt=last)
+                with transaction.atomic(using=self.database):
+                    keys = list(rows.values_list("pk", flat=True)[:batch_size])
+                    if not keys:
+                        break
+                    self.deleted[category.name] += self._delete_batch(category, plan, keys)
+                self.batches += 1
+                self.pause_pending = True
+                last = keys[-1]
+                if len(keys) < batch_size:
+                    break  # the walk reached the end of the table
+        return True
+
+
+def _release(lock) -> None:
+    from django.db import DatabaseError
+
+    try:
+        lock.release()
+    except DatabaseError:
+        pass  # the connection is gone, and the server dropped its session lock with it
+
+
+def _has_guards(plan) -> bool:
+    return bool(plan.guards) or any(_has_guards(child) for _, child in plan.cascades)
+
+
+def _token_models() -> list:
+    from oauth2_provider.models import (
+        get_access_token_model,
+        get_grant_model,
+        get_id_token_model,
+        get_refresh_token_model,
+    )
+
+    return [get_refresh_token_model(), get_access_token_model(), get_id_token_model(), get_grant_model()]
+
+
+def _run_dot_clear_expired(database: str) -> dict:
+    """DOT's own clear_expired() for a release we have no proven rules for; counts by row counts."""
+    from django.db import router
+    from oauth2_provider.models import clear_expired
+
+    models = _token_models()
+    if any(router.db_for_write(model) != database for model in models):
+        raise OperationError(
+            "unsupported",
+            "DOT's clear_expired() always works on the database the routers choose, not on '%s'" % database,
+        )
+    before = [model.objects.using(database).count() for model in models]
+    clear_expired()
+    gone = [count - model.objects.using(database).count() for count, model in zip(before, models)]
+    deleted = dict.fromkeys(REFRESH_CATEGORIES)
+    deleted.update(access_tokens=gone[1], id_tokens=gone[2], grants=gone[3], refresh_tokens=gone[0])
+    return deleted
+
+
+def _summary(verb: str, total: int, batches: int) -> str:
+    return "%s %d expired or revoked token rows%s" % (verb, total, " in %d batches" % batches if batches else "")
+
+
+def run_token_cleanup(params: dict, context) -> dict:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+    from django.utils import timezone
+
+    started = time.monotonic()
+    require_migrated(context.database, _token_models())
+    options = cleanup_options(params)
+    version = installed_dot_version()
+    rule_set = rule_set_for(version)
+    result = {
+        "changed": False,
+        "deleted": dict.fromkeys(CATEGORIES, 0),
+        "total": 0,
+        "batches": 0,
+        "complete": True,
+        "dot_version": version,
+        "rules": rule_set or "clear_expired",
+        "batch_size": options["batch_size"],
+        "batch_interval": options["batch_interval"],
+    }
+    if rule_set is None:
+        context.warn(
+            "django-oauth-toolkit %s is not one of the releases whose cleanup rules this module knows (%s): "
+            "ran DOT's own clear_expired() instead, with DOT's batching and without max_runtime" % (version, KNOWN_RELEASES)
+        )
+
+    try:
+        if context.check_mode:
+            if rule_set is None:
+                context.warn("check mode cannot predict what clear_expired() of DOT %s deletes" % version)
+                result["deleted"] = dict.fromkeys(CATEGORIES)
+                result["total"] = None
+            else:
+                moments = cutoffs(rule_set, timezone.now())
+                result["cutoffs"] = {name: moment and moment.isoformat() for name, moment in moments.items()}
+                result["deleted"] = predicted_counts(categories(rule_set, moments), moments["now"], context.database)
+                result["total"] = sum(result["deleted"].values())
+                result["changed"] = result["total"] > 0
+            result["msg"] = _summary("would delete", result["total"] or 0, 0)
+            result["elapsed"] = round(time.monotonic() - started, 3)
+            return result
+
+        lock = cleanup_lock(connections[context.database]) if options["lock"] else None
+        result["lock"] = {"method": lock.method if lock else None, "acquired": False, "waited": 0.0}
+        if lock is not None:
+            acquired, waited = acquire(lock, options["lock_timeout"])
+            result["lock"].update(acquired=acquired, waited=round(waited, 3))
+            if not acquired:
+                result.update(complete=False, elapsed=round(time.monotonic() - started, 3))
+                result["msg"] = "skipped: another token cleanup holds the %s (waited %.1f s)" % (lock.method, waited)
+                context.warn(result["msg"])
+                return result
+        try:
+            if rule_set is None:
+                result["deleted"] = _run_dot_clear_expired(context.database)
+                result["strategy"] = "clear_expired"
+            else:
+                # `now` is taken once the lock is held, so waiting does not age the cut-offs.
+                moments = cutoffs(rule_set, timezone.now())
+                result["cutoffs"] = {name: moment and moment.isoformat() for name, moment in moments.items()}
+                deadline = started + options["max_runtime"] if options["max_runtime"] else None
+                run = _Run(options, context.database, deadline)
+                result["complete"] = run.run(categories(rule_set, moments))
+                result.update(deleted=run.deleted, batches=run.batches, cascaded=run.cascaded, strategy=run.strategy)
+        finally:
+            if lock is not None:
+                _release(lock)
+    except ImproperlyConfigured as exc:
+        raise OperationError("settings", "OAUTH2_PROVIDER settings: %s" % exc)
+
+    result["total"] = sum(count for name, count in result["deleted"].items() if name in CATEGORIES and count) + (
+        result["deleted"].get("refresh_tokens") or 0
+    )
+    result["changed"] = result["total"] > 0
+    result["msg"] = _summary("deleted", result["total"], result["batches"])
+    if not result["complete"]:
+        result["msg"] += "; stopped by max_runtime before the end, the next run continues"
+    result["elapsed"] = round(time.monotonic() - started, 3)
+    return result

@@ -1,0 +1,362 @@
+# -*- coding: utf-8 -*-
+# Copyright: oauthops.toolkit contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which rows DOT's clear_expired() deletes, per DOT release: the "what" of token cleanup.
+
+DOT changed these rules in 2.3 (ID tokens), 3.4.0 (grace period, reuse protection,
+`revoked__lte`) and 3.4.1 (orphaned refresh tokens, `revoked IS NULL` and `__lte` for
+idle expiry), and each change was in a minor or patch release. So the engine only
+trusts rule sets it has been proven against (tests/unit/test_cleanup_differential.py);
+any other release gets DOT's own clear_expired(). Each rule set below restates DOT's
+filters verbatim, in DOT's order, because later categories see the effect of earlier
+ones (deleting a refresh token frees its access token for the access-token category).
+
+Django is imported inside functions: Ansible imports this file on hosts without it.
+"""
+
+from __future__ import annotations
+
+import re
+
+CATEGORIES = (
+    "revoked_refresh_tokens",
+    "orphaned_refresh_tokens",
+    "expired_refresh_tokens",
+    "access_tokens",
+    "id_tokens",
+    "grants",
+)
+REFRESH_CATEGORIES = CATEGORIES[:3]
+
+# First release of each rule set; a rule set lasts until the next one starts.
+RULE_SETS = (((2, 0, 0), "2.0"), ((2, 3, 0), "2.3"), ((3, 4, 0), "3.4.0"), ((3, 4, 1), "3.4.1"))
+# The newest release whose clear_expired() the differential tests have been run against.
+NEWEST_KNOWN = (3, 4, 1)
+
+
+class Category:
+    """One of clear_expired()'s passes: the rows of `model` matching DOT's `query`."""
+
+    def __init__(self, name: str, model, query) -> None:
+        self.name = name
+        self.model = model
+        self.query = query
+
+    def rows(self, database: str):
+        # DOT selects through `objects`, not the default manager; so do we.
+        return self.model.objects.db_manager(database).filter(self.query)
+
+
+def installed_dot_version() -> str:
+    import oauth2_provider
+
+    version = getattr(oauth2_provider, "__version__", None)
+    if version:
+        return str(version)
+    from importlib.metadata import version as distribution_version
+
+    return distribution_version("django-oauth-toolkit")
+
+
+def rule_set_for(version: str) -> str | None:
+    """The rule set of a DOT release, or None for a release the engine was not proven against."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if not match:
+        return None
+    release = tuple(int(part or 0) for part in match.groups())
+    if release > NEWEST_KNOWN:
+        return None
+    chosen = None
+    for first, name in RULE_SETS:
+        if release >= first:
+            chosen = name
+    return chosen
+
+
+def cutoffs(rule_set: str, now) -> dict:
+    """The moments clear_expired() compares against, computed exactly as that DOT release does."""
+    from datetime import timedelta
+
+    from django.core.exceptions import ImproperlyConfigured
+    from oauth2_provider.settings import oauth2_settings
+
+    refresh_revoked_at = None
+    refresh_expire_at = None
+    if rule_set in ("3.4.0", "3.4.1"):
+        refresh_revoked_at = now
+        grace = oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS
+        if grace:
+            try:
+                grace = timedelta(seconds=grace)
+            except TypeError:
+                raise ImproperlyConfigured("REFRESH_TOKEN_GRACE_PERIOD_SECONDS must be in seconds")
+            if grace < timedelta(0):
+                raise ImproperlyConfigured("REFRESH_TOKEN_GRACE_PERIOD_SECONDS must not be negative")
+            refresh_revoked_at = now - grace
+    if rule_set == "3.4.1":
+        from oauth2_provider.models import refresh_token_expire_timedelta
+
+        delta = refresh_token_expire_timedelta()
+        if delta:
+            refresh_expire_at = now - delta
+    else:
+        # Before 3.4.1 the setting's own truthiness decides, not the converted timedelta's.
+        setting = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
+        if setting:
+            if not isinstance(setting, timedelta):
+                try:
+                    setting = timedelta(seconds=setting)
+                except TypeError:
+                    raise ImproperlyConfigured("REFRESH_TOKEN_EXPIRE_SECONDS must be either a timedelta or seconds")
+            refresh_expire_at = now - setting
+    if rule_set in ("3.4.0", "3.4.1") and oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION:
+        # DOT keeps revoked refresh tokens until they expire: they are what detects reuse.
+        refresh_revoked_at = refresh_expire_at
+    if rule_set in ("2.0", "2.3"):
+        # Before 3.4.0 revoked refresh tokens went with the idle-expiry cut-off, strictly before it.
+        refresh_revoked_at = refresh_expire_at
+    return {"now": now, "refresh_revoked_at": refresh_revoked_at, "refresh_expire_at": refresh_expire_at}
+
+
+def categories(rule_set: str, moments: dict) -> list:
+    """clear_expired()'s passes for `rule_set`, in DOT's order, with DOT's filters."""
+    from django.db.models import Q
+    from oauth2_provider.models import (
+        get_access_token_model,
+        get_grant_model,
+        get_id_token_model,
+        get_refresh_token_model,
+    )
+
+    now = moments["now"]
+    revoked_at = moments["refresh_revoked_at"]
+    expire_at = moments["refresh_expire_at"]
+    refresh_model = get_refresh_token_model()
+    passes = []
+    if revoked_at:
+        lookup = "revoked__lt" if rule_set in ("2.0", "2.3") else "revoked__lte"
+        passes.append(Category("revoked_refresh_tokens", refresh_model, Q(**{lookup: revoked_at})))
+    if rule_set == "3.4.1":
+        orphaned = Q(revoked__isnull=True, access_token__isnull=True)
+        passes.append(Category("orphaned_refresh_tokens", refresh_model, orphaned))
+    if expire_at:
+        if rule_set == "3.4.1":
+            expired = Q(revoked__isnull=True, access_token__expires__lte=expire_at)
+        else:
+            expired = Q(access_token__expires__lt=expire_at)
+        passes.append(Category("expired_refresh_tokens", refresh_model, expired))
+    passes.append(Category("access_tokens", get_access_token_model(), Q(refresh_token__isnull=True, expires__lt=now)))
+    if rule_set != "2.0":
+        passes.append(Category("id_tokens", get_id_token_model(), Q(access_token__isnull=True, expires__lt=now)))
+    passes.append(Category("grants", get_grant_model(), Q(expires__lt=now)))
+    return passes
+
+
+def predicted_counts(passes: list, now, database: str) -> dict:
+    """What each pass would delete, without deleting: the check-mode answer.
+
+    The passes interact, so each count is taken on the state the earlier passes leave:
+    a refresh token deleted by an earlier refresh pass is not counted again, an access
+    token is freed when its refresh token goes, an ID token when its access token goes.
+    Only deletes propagate between passes (the SET_NULL updates they cause touch
+    columns no later filter reads), which is what makes this a fixed set of COUNTs.
+    """
+    from django.db.models import Exists, OuterRef
+
+    counts = dict.fromkeys(CATEGORIES, 0)
+    by_name = {category.name: category for category in passes}
+    refresh_gone = None
+    for name in REFRESH_CATEGORIES:
+        if name in by_name:
+            rows = by_name[name].rows(database)
+            if refresh_gone is not None:
+                rows = rows.exclude(refresh_gone)
+            counts[name] = rows.count()
+            refresh_gone = by_name[name].query if refresh_gone is None else refresh_gone | by_name[name].query
+
+    access = by_name["access_tokens"]
+    refresh_model = access.model._meta.get_field("refresh_token").related_model
+    surviving_refresh = refresh_model.objects.db_manager(database).all()
+    if refresh_gone is not None:
+        surviving_refresh = surviving_refresh.exclude(refresh_gone)
+    access_gone = access.model.objects.db_manager(database).filter(
+        ~Exists(surviving_refresh.filter(access_token=OuterRef("pk"))), expires__lt=now
+    )
+    counts["access_tokens"] = access_gone.count()
+
+    if "id_tokens" in by_name:
+        id_tokens = by_name["id_tokens"]
+        surviving_access = access.model.objects.db_manager(database).exclude(pk__in=access_gone.values("pk"))
+        counts["id_tokens"] = (
+            id_tokens.model.objects.db_manager(database)
+            .filter(~Exists(surviving_access.filter(id_token=OuterRef("pk"))), expires__lt=now)
+            .count()
+        )
+    counts["grants"] = by_name["grants"].rows(database).count()
+    return counts
+
+
+# ---------------------------------------------------------------------------------------
+# Django's on_delete rules, applied with set-based SQL.
+#
+# QuerySet.delete() runs Django's collector, which loads every row (and every cascaded
+# row) as a model instance. The end state only depends on each relation's on_delete,
+# which the model metadata tells us once; so a plan is built per token model and run per
+# batch as a few statements keyed by primary key. Where the collector does something
+# SQL cannot repeat (signal receivers, parents of multi-table inheritance, generic
+# relations, SET(callable)), the plan says why and the batch goes through the collector.
+
+
+class DeletePlan:
+    """How rows of `model`, given by primary key, are deleted the way Django's collector would."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.updates = []  # (field, value): SET_NULL / SET_DEFAULT / SET(value) on rows pointing here
+        self.fast_cascades = []  # field: cascaded rows with nothing of their own to follow
+        self.cascades = []  # (field, DeletePlan): cascaded rows whose own relations must be followed
+        self.guards = []  # field: PROTECT / RESTRICT; a referencing row hands the batch to the collector
+        self.collector_reason = None  # set when SQL cannot reproduce the collector for this model
+
+
+def _has_delete_receivers(model) -> bool:
+    from django.db.models import signals
+
+    return signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model)
+
+
+def delete_plan(model, path: tuple = ()) -> DeletePlan:
+    """Read `model`'s reverse relations once; `path` holds the models cascading into it."""
+    from django.db.models import deletion
+
+    skipped = getattr(deletion, "SKIP_COLLECTION", frozenset([deletion.DO_NOTHING]))
+    plan = DeletePlan(model)
+    label = model._meta.label
+    if _has_delete_receivers(model):
+        plan.collector_reason = "delete signal receivers are connected to %s" % label
+        return plan
+    if model._meta.concrete_model._meta.parents:
+        plan.collector_reason = "%s has multi-table inheritance parents" % label
+        return plan
+    if any(hasattr(field, "bulk_related_objects") for field in model._meta.private_fields):
+        plan.collector_reason = "%s has generic relations" % label
+        return plan
+    for related in deletion.get_candidate_relations_to_delete(model._meta):
+        field = related.field
+        on_delete = field.remote_field.on_delete
+        where = "%s.%s" % (related.related_model._meta.label, field.name)
+        if on_delete in skipped:
+            continue  # DO_NOTHING, or the database's own ON DELETE does it
+        if field.target_field != model._meta.pk:
+            plan.collector_reason = "%s points at %s.%s, not the primary key" % (where, label, field.target_field.name)
+        elif on_delete is deletion.CASCADE:
+            child = related.related_model
+            if child._meta.concrete_model in path + (model._meta.concrete_model,):
+                plan.collector_reason = "cascade cycle through %s" % where
+            else:
+                child_plan = delete_plan(child, path + (model._meta.concrete_model,))
+                plan.collector_reason = child_plan.collector_reason
+                if child_plan.updates or child_plan.fast_cascades or child_plan.cascades or child_plan.guards:
+                    plan.cascades.append((field, child_plan))
+                else:
+                    plan.fast_cascades.append(field)
+        elif on_delete is deletion.SET_NULL:
+            plan.updates.append((field, None))
+        elif on_delete is deletion.SET_DEFAULT:
+            plan.updates.append((field, field.get_default()))
+        elif on_delete in (deletion.PROTECT, deletion.RESTRICT):
+            plan.guards.append(field)
+        elif getattr(on_delete, "lazy_sub_objs", False) and hasattr(on_delete, "deconstruct"):
+            plan.updates.append((field, on_delete.deconstruct()[1][0]))  # SET(value) with a constant
+        else:
+            plan.collector_reason = "%s has on_delete=%s" % (where, getattr(on_delete, "__name__", on_delete))
+        if plan.collector_reason:
+            return plan
+    return plan
+
+
+class SqlDeleter:
+    """Runs a DeletePlan on one connection, counting the rows it deletes through cascades."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        self.quote = connection.ops.quote_name
+        # SQLite caps bound parameters per statement (999 before 3.32); the others take any list.
+        # One parameter is kept for the value of an UPDATE.
+        limit = connection.features.max_query_params
+        self.chunk = max(1, limit - 1) if limit else None
+        self.cascaded = {}  # model label -> rows deleted because a row they point at went
+
+    def _chunks(self, values: list):
+        size = self.chunk or len(values) or 1
+        for start in range(0, len(values), size):
+            yield values[start : start + size]
+
+    def _in(self, column: str, values: list) -> str:
+        return "%s IN (%s)" % (self.quote(column), ", ".join(["%s"] * len(values)))
+
+    def _count(self, model, rows: int) -> None:
+        if rows:
+            self.cascaded[model._meta.label] = self.cascaded.get(model._meta.label, 0) + rows
+
+    def guarded(self, plan: DeletePlan, keys: list) -> bool:
+        """True when a PROTECT/RESTRICT row points at `keys` anywhere down the cascade."""
+        with self.connection.cursor() as cursor:
+            for field in plan.guards:
+                for part in self._chunks(keys):
+                    cursor.execute(
+                        "SELECT 1 FROM %s WHERE %s LIMIT 1" % (self.quote(field.model._meta.db_table), self._in(field.column, part)),
+                        part,
+                    )
+                    if cursor.fetchone():
+                        return True
+            for field, child in plan.cascades:
+                if child.guards or child.cascades:
+                    if self.guarded(child, self._referencing_keys(field, child.model, keys)):
+                        return True
+        return False
+
+    def _referencing_keys(self, field, model, keys: list) -> list:
+        found = []
+        with self.connection.cursor() as cursor:
+            for part in self._chunks(keys):
+                cursor.execute(
+                    "SELECT %s FROM %s WHERE %s"
+                    % (self.quote(model._meta.pk.column), self.quote(model._meta.db_table), self._in(field.column, part)),
+                    part,
+                )
+                found.extend(row[0] for row in cursor.fetchall())
+        return found
+
+    def delete(self, plan: DeletePlan, keys: list, cascaded: bool = False) -> int:
+        """Delete rows `keys` of plan.model and follow its relations; children first, for MySQL's
+        immediate foreign key checks. MySQL cannot delete from a table it selects from in a
+        subquery, so every statement works on a list of keys instead of a subquery."""
+        with self.connection.cursor() as cursor:
+            for field, value in plan.updates:
+                prepared = field.get_db_prep_save(value, self.connection)
+                for part in self._chunks(keys):
+                    cursor.execute(
+                        "UPDATE %s SET %s = %%s WHERE %s"
+                        % (self.quote(field.model._meta.db_table), self.quote(field.column), self._in(field.column, part)),
+                        [prepared] + part,
+                    )
+            for field in plan.fast_cascades:
+                for part in self._chunks(keys):
+                    cursor.execute(
+                        "DELETE FROM %s WHERE %s" % (self.quote(field.model._meta.db_table), self._in(field.column, part)),
+                        part,
+                    )
+                    self._count(field.model, cursor.rowcount)
+            for field, child in plan.cascades:
+                child_keys = self._referencing_keys(field, child.model, keys)
+                if child_keys:
+                    self.delete(child, child_keys, cascaded=True)
+            deleted = 0
+            table = self.quote(plan.model._meta.db_table)
+            for part in self._chunks(keys):
+                cursor.execute("DELETE FROM %s WHERE %s" % (table, self._in(plan.model._meta.pk.column, part)), part)
+                deleted += cursor.rowcount
+        if cascaded:
+            self._count(plan.model, deleted)
+        return deleted
