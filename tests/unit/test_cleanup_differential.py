@@ -1,0 +1,425 @@
+"""The cleanup engine leaves exactly what the installed DOT's clear_expired() leaves.
+
+Each differential case writes a token graph (token_graphs.py), takes a snapshot, runs
+DOT's clear_expired() and snapshots the result, puts the original rows back, runs the
+engine (check mode first, then for real) and compares every row of every table. The
+per-category counts must agree three ways: DOT's own log lines, the engine's real run and
+its check-mode prediction. Time is frozen (django.utils.timezone.now, which DOT and the
+engine both call) so that tokens sitting exactly on a cut-off stay there.
+
+Runs on the backend named by OAUTHOPS_UNIT_BACKEND and against whatever DOT is installed
+(tests/tools/run-unit runs it for every backend and for DOT 3.4.1 and 2.4.0).
+"""
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from pathlib import Path
+
+import pytest
+import token_graphs as graphs
+
+from provisioning import DJANGO_PROJECT
+
+NOW = datetime(2031, 5, 17, 12, 0, 0, 500000, tzinfo=dt_timezone.utc)
+BATCH_SIZES = (1, 2, 3, 7, 10000)
+DOT_LOG_LINES = {
+    "Revoked refresh tokens deleted": "revoked_refresh_tokens",
+    "Orphaned refresh tokens deleted": "orphaned_refresh_tokens",
+    "Expired refresh tokens deleted": "expired_refresh_tokens",
+    "Expired access tokens deleted": "access_tokens",
+    "Expired ID tokens deleted": "id_tokens",
+    "Expired grant tokens deleted": "grants",
+}
+EXPIRE_CHOICES = (None, 3600, timedelta(minutes=90))
+GRACE_CHOICES = (0, 120)
+REUSE_CHOICES = (False, True)
+SETTINGS_COMBINATIONS = [
+    (expire, grace, reuse) for expire in EXPIRE_CHOICES for grace in GRACE_CHOICES for reuse in REUSE_CHOICES
+]
+
+
+def engine_modules():
+    from oauthops_django_side import _django_cleanup, _django_side
+
+    return _django_side, _django_cleanup
+
+
+def engine(check_mode=False, **params):
+    django_side, cleanup = engine_modules()
+    context = django_side.Context("default", check_mode)
+    result = cleanup.run_token_cleanup(params, context)
+    result["warnings"] = context.warnings
+    return result
+
+
+@pytest.fixture(autouse=True)
+def clean_tables():
+    graphs.wipe()
+    yield
+    graphs.wipe()
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    from django.utils import timezone
+
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    return NOW
+
+
+@pytest.fixture
+def dot_settings(monkeypatch):
+    """Override OAUTH2_PROVIDER settings for one test, as DOT's own tests do (attributes of oauth2_settings)."""
+    from oauth2_provider.settings import oauth2_settings
+
+    def apply(**values):
+        for name, value in values.items():
+            monkeypatch.setattr(oauth2_settings, name, value, raising=False)
+
+    return apply
+
+
+class Differential:
+    """Runs one graph through clear_expired() and the engine and compares the outcomes."""
+
+    def __init__(self, caplog, dot_settings):
+        self.caplog = caplog
+        self.dot_settings = dot_settings
+
+    def dot_clear_expired(self, batch_size):
+        from oauth2_provider.models import clear_expired
+
+        self.dot_settings(CLEAR_EXPIRED_TOKENS_BATCH_SIZE=batch_size, CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL=0)
+        self.caplog.clear()
+        with self.caplog.at_level(logging.INFO, logger="oauth2_provider"):
+            clear_expired()
+        counts = dict.fromkeys(DOT_LOG_LINES.values(), 0)
+        for record in self.caplog.records:
+            if record.name == "oauth2_provider.models" and record.msg.startswith("%s "):
+                counts[DOT_LOG_LINES[record.msg[3:]]] = record.args[0]
+        return counts
+
+    def expected(self, batch_size=10000):
+        """(snapshot after clear_expired(), its counts); the database is back to the original after."""
+        original = graphs.snapshot()
+        counts = self.dot_clear_expired(batch_size)
+        after = graphs.snapshot()
+        graphs.restore(original)
+        return after, counts
+
+    def check(self, batch_size):
+        original = graphs.snapshot()
+        predicted = engine(check_mode=True, batch_size=batch_size)
+        assert graphs.snapshot() == original, "check mode changed the database"
+        expected, dot_counts = self.expected(batch_size)
+        result = engine(batch_size=batch_size)
+        actual = graphs.snapshot()
+        assert actual == expected, "end states differ:\n" + graphs.differences(expected, actual)
+        assert result["deleted"] == dot_counts, "engine counts differ from clear_expired()'s log"
+        assert predicted["deleted"] == dot_counts, "check-mode counts differ from clear_expired()'s log"
+        assert result["complete"] is True
+        assert result["changed"] is predicted["changed"] is (sum(dot_counts.values()) > 0)
+        assert result["total"] == predicted["total"] == sum(dot_counts.values())
+        rerun = engine(batch_size=batch_size)
+        assert (rerun["changed"], rerun["total"]) == (False, 0)
+        return result
+
+
+@pytest.fixture
+def differential(caplog, dot_settings, frozen):
+    return Differential(caplog, dot_settings)
+
+
+def _settings(expire, grace, reuse):
+    return dict(
+        REFRESH_TOKEN_EXPIRE_SECONDS=expire,
+        REFRESH_TOKEN_GRACE_PERIOD_SECONDS=grace,
+        REFRESH_TOKEN_REUSE_PROTECTION=reuse,
+    )
+
+
+def _combination_id(combination):
+    expire, grace, reuse = combination
+    expire = "td%ds" % expire.total_seconds() if isinstance(expire, timedelta) else expire
+    return "expire=%s-grace=%s-reuse=%s" % (expire, grace, reuse)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("combination", SETTINGS_COMBINATIONS, ids=_combination_id)
+def test_differential_settings_combinations(differential, dot_settings, combination, seed):
+    expire, grace, reuse = combination
+    dot_settings(**_settings(expire, grace, reuse))
+    rng = random.Random("%s/%d" % (_combination_id(combination), seed))
+    # Seed 0 is a large graph, so every moment meets every kind of row.
+    graphs.generate(rng, NOW, expire, grace, size=40 if seed == 0 else None)
+    differential.check(batch_size=BATCH_SIZES[seed % len(BATCH_SIZES)])
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_differential_random_graphs(differential, dot_settings, seed):
+    rng = random.Random(seed)
+    expire = rng.choice(EXPIRE_CHOICES + (0, 1, timedelta(0)))
+    grace = rng.choice(GRACE_CHOICES + (1,))
+    dot_settings(**_settings(expire, grace, rng.choice(REUSE_CHOICES)))
+    graphs.generate(rng, NOW, expire, grace)
+    differential.check(batch_size=rng.choice(BATCH_SIZES))
+
+
+def test_differential_with_delete_receivers_uses_the_collector(differential, dot_settings):
+    """A post_delete receiver on a cascaded model must fire exactly as often as under DOT."""
+    from django.db.models.signals import post_delete
+    from testapp.models import TokenAudit
+
+    calls = []
+
+    def receiver(sender, instance, **kwargs):
+        calls.append(instance.pk)
+
+    dot_settings(**_settings(3600, 0, False))
+    graphs.generate(random.Random("receivers"), NOW, 3600, size=30)
+    post_delete.connect(receiver, sender=TokenAudit)
+    try:
+        expected, dot_counts = differential.expected(batch_size=3)
+        under_dot, calls[:] = sorted(calls), []
+        result = engine(batch_size=3)
+    finally:
+        post_delete.disconnect(receiver, sender=TokenAudit)
+    assert graphs.snapshot() == expected
+    assert result["deleted"] == dot_counts
+    assert sorted(calls) == under_dot and under_dot
+    assert result["strategy"]["access_tokens"].startswith("Django collector (delete signal receivers")
+    assert result["strategy"]["grants"] == "set-based SQL"
+
+
+@pytest.fixture
+def token_hold():
+    """A project model with a PROTECT foreign key to access tokens, for the length of one test."""
+    from django.apps import apps
+    from django.db import connection, models
+    from oauth2_provider.models import get_access_token_model
+
+    class TokenHold(models.Model):
+        access_token = models.ForeignKey(get_access_token_model(), on_delete=models.PROTECT, related_name="+")
+
+        class Meta:
+            app_label = "testapp"
+
+    with connection.schema_editor() as editor:
+        editor.create_model(TokenHold)
+    yield TokenHold
+    TokenHold.objects.all().delete()
+    with connection.schema_editor() as editor:
+        editor.delete_model(TokenHold)
+    del apps.all_models["testapp"]["tokenhold"]
+    apps.clear_cache()
+
+
+def test_protect_without_protected_rows_stays_set_based(differential, token_hold):
+    graphs.generate(random.Random("protect"), NOW, size=30)
+    result = differential.check(batch_size=4)
+    assert result["strategy"]["access_tokens"] == "set-based SQL"
+
+
+def test_protect_is_not_bypassed(differential, token_hold):
+    from django.db.models import ProtectedError
+    from oauth2_provider.models import get_access_token_model
+
+    _, application = graphs.owner()
+    access_model = get_access_token_model()
+    for index in range(6):
+        access_model.objects.create(token="held-%d" % index, expires=NOW - timedelta(days=1), application=application)
+    held = access_model.objects.order_by("pk")[3]
+    token_hold.objects.create(access_token=held)
+    with pytest.raises(ProtectedError):
+        differential.dot_clear_expired(batch_size=2)
+    assert access_model.objects.filter(pk=held.pk).exists()
+
+    django_side, _ = engine_modules()
+    with pytest.raises(django_side.OperationError) as raised:
+        engine(batch_size=2)
+    assert raised.value.kind == "protected"
+    assert "TokenHold.access_token" in raised.value.message and "\n" not in raised.value.message
+    assert access_model.objects.filter(pk=held.pk).exists()
+
+
+def test_unknown_dot_version_runs_dots_own_clear_expired(differential, dot_settings, monkeypatch):
+    _, cleanup = engine_modules()
+    monkeypatch.setattr(cleanup, "installed_dot_version", lambda: "9.1.0")
+    dot_settings(**_settings(3600, 0, False))
+    graphs.generate(random.Random("fallback"), NOW, 3600, size=30)
+    expected, dot_counts = differential.expected()
+
+    predicted = engine(check_mode=True)
+    assert predicted["total"] is None and predicted["changed"] is False
+    assert any("cannot predict" in warning for warning in predicted["warnings"])
+    result = engine()
+    assert graphs.snapshot() == expected
+    assert result["rules"] == "clear_expired" and "9.1.0" in result["warnings"][0]
+    refresh = sum(dot_counts[name] for name in ("revoked_refresh_tokens", "orphaned_refresh_tokens", "expired_refresh_tokens"))
+    assert result["deleted"]["refresh_tokens"] == refresh
+    assert result["deleted"]["revoked_refresh_tokens"] is None
+    assert result["deleted"]["access_tokens"] == dot_counts["access_tokens"]
+    assert result["total"] == sum(dot_counts.values())
+
+
+def test_max_runtime_stops_between_batches_and_the_next_run_finishes(differential, dot_settings):
+    dot_settings(**_settings(3600, 0, False))
+    graphs.generate(random.Random("max-runtime"), NOW, 3600, size=40)
+    expected, dot_counts = differential.expected()
+    first = engine(batch_size=1, batch_interval=0.05, max_runtime=0.3)
+    assert first["complete"] is False and 0 < first["total"] < sum(dot_counts.values())
+    assert "max_runtime" in first["msg"]
+    second = engine(batch_size=1)
+    assert second["complete"] is True
+    assert first["total"] + second["total"] == sum(dot_counts.values())
+    assert graphs.snapshot() == expected
+
+
+def test_settings_errors_are_one_line(dot_settings):
+    from django.core.exceptions import ImproperlyConfigured
+    from oauth2_provider.models import clear_expired
+
+    dot_settings(REFRESH_TOKEN_EXPIRE_SECONDS="a while")
+    with pytest.raises(ImproperlyConfigured):
+        clear_expired()
+    django_side, _ = engine_modules()
+    with pytest.raises(django_side.OperationError) as raised:
+        engine()
+    assert raised.value.kind == "settings"
+    assert raised.value.message == "OAUTH2_PROVIDER settings: REFRESH_TOKEN_EXPIRE_SECONDS must be either a timedelta or seconds"
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"batch_size": 0}, "batch_size: must be an integer at least 1, got 0"),
+        ({"batch_size": 2.5}, "batch_size: must be an integer at least 1, got 2.5"),
+        ({"batch_interval": -1}, "batch_interval: must be a number at least 0, got -1"),
+        ({"max_runtime": 0}, "max_runtime: must be a number greater than 0, got 0"),
+    ],
+)
+def test_invalid_options(params, message):
+    django_side, _ = engine_modules()
+    with pytest.raises(django_side.OperationError) as raised:
+        engine(**params)
+    assert (raised.value.kind, raised.value.message) == ("invalid", message)
+
+
+# --- Runs in other processes: a SIGKILL mid-run, and two cleanups at once. Time is not frozen
+# there, so these graphs keep every timestamp a day or more away from any cut-off.
+
+
+def far_graph(size):
+    now = datetime.now(dt_timezone.utc)
+    far = [now - graphs.FAR, now - timedelta(days=2), now + timedelta(days=2), now + graphs.FAR]
+    graphs.generate(random.Random("far/%d" % size), now, size=size, points=far)
+
+
+def start_engine(**params):
+    """The engine in its own process, started the way the bridge starts it."""
+    import oauthops_django_side
+
+    side_root = Path(oauthops_django_side.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(side_root), str(DJANGO_PROJECT)]))
+    request = {"op": "token_cleanup", "params": params, "check_mode": False, "database": "default"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from oauthops_django_side._django_side import main; main()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=DJANGO_PROJECT, env=env, text=True,
+    )
+    process.stdin.write(json.dumps(request))
+    process.stdin.close()
+    return process
+
+
+def finished(process, timeout=120):
+    out = process.stdout.read()
+    err = process.stderr.read()
+    process.wait(timeout)
+    response = json.loads(out or "null")
+    assert response and response["ok"], "engine process failed: %s %s" % (out, err[-2000:])
+    return response["result"]
+
+
+def token_rows():
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    return get_access_token_model().objects.count() + get_refresh_token_model().objects.count()
+
+
+def wait_for_progress(process, before, timeout=60):
+    """Block until the other process has committed its first batch."""
+    deadline = time.monotonic() + timeout
+    while token_rows() == before:
+        assert process.poll() is None, "the engine process ended before it deleted anything"
+        assert time.monotonic() < deadline, "the engine process deleted nothing in %ds" % timeout
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def unfrozen_differential(caplog, dot_settings):
+    return Differential(caplog, dot_settings)
+
+
+def test_sigkill_mid_run_leaves_a_consistent_database_and_the_next_run_finishes(unfrozen_differential):
+    from django.db import connection, transaction
+
+    far_graph(120)
+    expected, dot_counts = unfrozen_differential.expected()
+    before = token_rows()
+    process = start_engine(batch_size=5, batch_interval=0.05)
+    wait_for_progress(process, before)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    process.stdout.close()
+    process.stderr.close()
+
+    killed_at = token_rows()
+    assert expected != graphs.snapshot() and killed_at < before
+    with transaction.atomic():
+        connection.check_constraints()  # no row points at a deleted one: batches are all or nothing
+
+    result = engine(batch_size=5, lock_timeout=10)
+    assert result["lock"]["acquired"] is True, "the killed run's lock was not released"
+    assert result["complete"] is True and result["total"] > 0
+    actual = graphs.snapshot()
+    assert actual == expected, graphs.differences(expected, actual)
+
+
+def test_a_second_run_skips_or_waits_while_one_holds_the_lock(unfrozen_differential):
+    far_graph(100)
+    expected, dot_counts = unfrozen_differential.expected()
+    before = token_rows()
+    holder = start_engine(batch_size=4, batch_interval=0.1)
+    wait_for_progress(holder, before)
+
+    skipped = engine(lock_timeout=0)
+    assert skipped["lock"]["acquired"] is False and skipped["complete"] is False
+    assert (skipped["changed"], skipped["total"], skipped["batches"]) == (False, 0, 0)
+    assert skipped["msg"].startswith("skipped: another token cleanup holds the ")
+    assert skipped["warnings"] == [skipped["msg"]]
+
+    waited = engine(lock_timeout=120)
+    held = finished(holder)
+    assert waited["lock"]["acquired"] is True and waited["lock"]["waited"] > 0
+    assert waited["total"] == 0, "the waiting run found work the holder had done"
+    assert held["complete"] is True and held["deleted"] == dot_counts
+    assert graphs.snapshot() == expected
+
+
+def test_two_concurrent_runs_do_not_both_delete(unfrozen_differential):
+    far_graph(100)
+    expected, dot_counts = unfrozen_differential.expected()
+    runs = [start_engine(batch_size=4, batch_interval=0.1) for _ in range(2)]
+    results = [finished(run) for run in runs]
+    acquired = [result for result in results if result["lock"]["acquired"]]
+    assert len(acquired) == 1, results
+    assert acquired[0]["deleted"] == dot_counts and acquired[0]["complete"] is True
+    assert graphs.snapshot() == expected

@@ -1,0 +1,187 @@
+"""Token graphs for the cleanup tests, and exact snapshots of the database to compare end states.
+
+A graph is every kind of row clear_expired() looks at, in every relation it cares about:
+access tokens with and without refresh and ID tokens, refresh tokens revoked, orphaned,
+bound to expired access tokens, access tokens minted from a refresh token, lone ID tokens,
+grants, and the test project's TokenAudit (CASCADE) and TokenSession (SET_NULL) rows.
+Timestamps are drawn from the moments where the rules flip (each cut-off, a microsecond
+either side) and from far away on both sides.
+"""
+
+import itertools
+from datetime import timedelta
+
+from django.db import connection, transaction
+
+MICROSECOND = timedelta(microseconds=1)
+FAR = timedelta(days=30)
+
+
+def token_models():
+    from oauth2_provider.models import (
+        get_access_token_model,
+        get_grant_model,
+        get_id_token_model,
+        get_refresh_token_model,
+    )
+    from testapp.models import TokenAudit, TokenSession
+
+    return [get_id_token_model(), get_access_token_model(), get_refresh_token_model(), get_grant_model(), TokenAudit, TokenSession]
+
+
+def moments(now, expire_seconds=None, grace_seconds=0):
+    """Every instant at which some DOT release's rules flip, a microsecond either side, and far away."""
+    anchors = [now]
+    for seconds in (expire_seconds, grace_seconds):
+        if seconds:
+            anchors.append(now - (seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)))
+    points = [now - FAR, now + FAR, now - timedelta(minutes=1), now + timedelta(minutes=1)]
+    for anchor in anchors:
+        points += [anchor - MICROSECOND, anchor, anchor + MICROSECOND]
+    return points
+
+
+def wipe():
+    """Empty every table a graph writes to (leaves users and applications to the unit conftest)."""
+    with connection.constraint_checks_disabled(), transaction.atomic():
+        with connection.cursor() as cursor:
+            for model in token_models():
+                cursor.execute("DELETE FROM %s" % connection.ops.quote_name(model._meta.db_table))
+
+
+def owner():
+    from django.contrib.auth import get_user_model
+    from oauth2_provider.models import get_application_model
+
+    model = get_application_model()
+    user, _ = get_user_model().objects.get_or_create(username="token-owner")
+    defaults = dict(
+        user=user, client_type="confidential", authorization_grant_type="authorization-code",
+        redirect_uris="https://app.example.com/cb", name="graphs",
+    )
+    if any(field.name == "hash_client_secret" for field in model._meta.get_fields()):
+        defaults["hash_client_secret"] = False  # hashing costs a third of a second per graph
+    application, _ = model.objects.get_or_create(client_id="token-graphs", defaults=defaults)
+    return user, application
+
+
+def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=None):
+    """Write one random graph; `rng` is a random.Random, so a seed names the graph.
+    Timestamps come from `points`, by default moments(now, expire_seconds, grace_seconds)."""
+    from oauth2_provider.models import (
+        get_access_token_model,
+        get_grant_model,
+        get_id_token_model,
+        get_refresh_token_model,
+    )
+    from testapp.models import TokenAudit, TokenSession
+
+    access_model, refresh_model = get_access_token_model(), get_refresh_token_model()
+    id_model, grant_model = get_id_token_model(), get_grant_model()
+    user, application = owner()
+    points = points or moments(now, expire_seconds, grace_seconds)
+    serial = itertools.count(1)
+    common = dict(user=user, application=application)
+
+    def token():
+        return "tok-%d-%d" % (rng.randrange(10**9), next(serial))
+
+    def pick():
+        return rng.choice(points)
+
+    def id_token():
+        return id_model.objects.create(expires=pick(), scope="openid", **common)
+
+    size = rng.randint(0, 24) if size is None else size
+    access_tokens = []
+    refresh_tokens = []
+    for _ in range(size):
+        access = access_model.objects.create(
+            token=token(), expires=pick(), scope="read", id_token=id_token() if rng.random() < 0.4 else None, **common
+        )
+        access_tokens.append(access)
+        if rng.random() < 0.6:
+            revoked = None if rng.random() < 0.6 else pick()  # revoked yet still bound happens after crashes
+            refresh_tokens.append(
+                refresh_model.objects.create(token=token(), access_token=access, revoked=revoked, **common)
+            )
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            TokenAudit.objects.create(access_token=access, note="audit")
+        if rng.random() < 0.3:
+            TokenSession.objects.create(access_token=access)
+    for _ in range(rng.randint(0, 8)):
+        # Unbound refresh tokens: revoked ones (what rotation leaves) and orphans (access token deleted).
+        revoked = pick() if rng.random() < 0.6 else None
+        refresh_tokens.append(refresh_model.objects.create(token=token(), access_token=None, revoked=revoked, **common))
+    # Access tokens minted by a refresh: their source_refresh_token is SET_NULL when it goes.
+    sources = rng.sample(refresh_tokens, k=min(len(refresh_tokens), len(access_tokens), rng.randint(0, 6)))
+    for access, source in zip(rng.sample(access_tokens, k=len(sources)), sources):
+        access_model.objects.filter(pk=access.pk).update(source_refresh_token=source)
+    for _ in range(rng.randint(0, 5)):
+        id_token()  # ID tokens whose access token is already gone, or never existed
+    for _ in range(rng.randint(0, 5)):
+        grant_model.objects.create(
+            code=token(), expires=pick(), redirect_uri="https://app.example.com/cb", scope="read", **common
+        )
+    if rng.random() < 0.3:
+        TokenSession.objects.create(access_token=None)
+
+
+def _tables():
+    return sorted(connection.introspection.django_table_names(only_existing=True, include_views=False))
+
+
+def snapshot():
+    """{table: (columns, sorted rows)} of every table of the project, read with plain SQL."""
+    state = {}
+    with connection.cursor() as cursor:
+        for table in _tables():
+            cursor.execute("SELECT * FROM %s" % connection.ops.quote_name(table))
+            columns = tuple(column[0] for column in cursor.description)
+            state[table] = (columns, sorted(cursor.fetchall(), key=repr))
+    return state
+
+
+def restore(state):
+    """Put every table back to `state` (rows, primary keys and timestamps exactly as they were)."""
+    now = snapshot()
+    changed = [table for table in state if state[table] != now.get(table)]
+    quote = connection.ops.quote_name
+    with connection.constraint_checks_disabled(), transaction.atomic():
+        with connection.cursor() as cursor:
+            for table in changed:
+                cursor.execute("DELETE FROM %s" % quote(table))
+            for table in changed:
+                columns, rows = state[table]
+                if rows:
+                    sql = "INSERT INTO %s (%s) VALUES (%s)" % (
+                        quote(table), ", ".join(quote(column) for column in columns), ", ".join(["%s"] * len(columns))
+                    )
+                    cursor.executemany(sql, rows)
+    if connection.vendor == "postgresql":
+        _reset_sequences()
+    assert snapshot() == state
+
+
+def _reset_sequences():
+    from django.core.management.color import no_style
+
+    models = token_models()
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), models):
+            cursor.execute(sql)
+
+
+def differences(expected, actual, limit=5):
+    """A readable account of the rows that differ, table by table."""
+    lines = []
+    for table in sorted(set(expected) | set(actual)):
+        if expected.get(table) == actual.get(table):
+            continue
+        columns = (expected.get(table) or actual.get(table))[0]
+        want = set(expected.get(table, ((), []))[1])
+        got = set(actual.get(table, ((), []))[1])
+        lines.append("%s %s" % (table, columns))
+        lines += ["  only in clear_expired() result: %r" % (row,) for row in sorted(want - got, key=repr)[:limit]]
+        lines += ["  only in engine result:          %r" % (row,) for row in sorted(got - want, key=repr)[:limit]]
+    return "\n".join(lines)
