@@ -59,4 +59,3 @@ def migrate(env, python=sys.executable):
         env=dict(os.environ, **env),
         check=True,
     )
-

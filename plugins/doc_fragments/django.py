@@ -47,6 +47,12 @@ options:
       - Values may be secrets; they are passed in the environment, never on a command line, and never logged.
     type: dict
     default: {}
+attributes:
+  action_group:
+    description: Part of the action group C(oauthops.toolkit.django), to set the shared options once with C(module_defaults).
+    support: full
+    membership:
+      - oauthops.toolkit.django
 notes:
   - The module starts the project's Python once per task and talks to it over stdin and stdout;
     nothing is passed on a command line.

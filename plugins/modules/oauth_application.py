@@ -19,9 +19,10 @@ description:
     as in the Django admin. Swapped application models (E(OAUTH2_PROVIDER_APPLICATION_MODEL)) are supported.
   - Every write runs in one database transaction; a failed task leaves the database as it was.
 author:
-  - oauthops.toolkit contributors
+  - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:
   - oauthops.toolkit.django
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -29,6 +30,8 @@ attributes:
   diff_mode:
     support: full
     details: The client secret is never shown; the diff says only whether it changes.
+  platform:
+    platforms: posix
 options:
   client_id:
     description:
@@ -115,7 +118,7 @@ options:
     choices: [always, on_create]
     default: always
 notes:
-  - Set C(no_log: true) on a task that may generate a secret (a create without O(client_secret)), so that
+  - Set C(no_log) on a task that may generate a secret (a create without O(client_secret)), so that
     RV(client_secret) does not reach logs.
 seealso:
   - name: Django OAuth Toolkit
@@ -201,7 +204,7 @@ action:
 client_secret:
   description:
     - The secret DOT generated for a new application created without O(client_secret). Returned only by the run
-      that created it; it cannot be read back later when the secret is hashed. Use C(no_log: true) on the task.
+      that created it; it cannot be read back later when the secret is hashed. Set C(no_log) on the task.
   returned: when the module generated a secret, not in check mode
   type: str
   sample: 8ZkA3o0c2Bu...

@@ -15,15 +15,18 @@ description:
   - Lists the OAuth applications of a Django project that uses Django OAuth Toolkit, in the vocabulary of
     M(oauthops.toolkit.oauth_application). Client secrets are never returned.
 author:
-  - oauthops.toolkit contributors
+  - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:
   - oauthops.toolkit.django
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: The module only reads.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   client_id:
     description: Only these applications. All of them when not given.

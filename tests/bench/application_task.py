@@ -25,7 +25,7 @@ PROJECT = REPO / "tests" / "django_project"
 
 def timed(command, env, repeat=5):
     samples = []
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         start = time.perf_counter()
         subprocess.run(command, env=env, cwd=PROJECT, check=True, capture_output=True)
         samples.append(time.perf_counter() - start)

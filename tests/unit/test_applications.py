@@ -38,6 +38,13 @@ WEB = dict(
 )
 
 
+def web(**changes):
+    """The WEB declaration with some options changed."""
+    declared = dict(WEB)
+    declared.update(changes)
+    return declared
+
+
 @pytest.fixture
 def alice():
     from django.contrib.auth import get_user_model
@@ -55,8 +62,7 @@ def test_create_then_rerun_is_unchanged():
 
 
 def test_every_option_round_trips(alice):
-    declared = dict(
-        WEB,
+    declared = web(
         redirect_uris=["https://a.example.com/cb", "https://b.example.com/cb"],
         post_logout_redirect_uris=["https://a.example.com/bye"],
         allowed_origins=["https://a.example.com"],
@@ -79,7 +85,7 @@ def test_every_option_round_trips(alice):
 
 
 def test_options_not_given_are_left_alone():
-    converge(**dict(WEB, skip_authorization=True))
+    converge(**web(skip_authorization=True))
     result = converge(client_id="web", name="Renamed")
     assert result["changed"] is True
     row = stored("web")
@@ -87,22 +93,22 @@ def test_options_not_given_are_left_alone():
 
 
 def test_declared_secret_is_stored_hashed_and_verified_not_compared():
-    converge(**dict(WEB, client_secret="s3cret-one"))
+    converge(**web(client_secret="s3cret-one"))
     assert stored("web").client_secret != "s3cret-one"
     assert secret_opens("web", "s3cret-one")
-    assert converge(**dict(WEB, client_secret="s3cret-one"))["changed"] is False
+    assert converge(**web(client_secret="s3cret-one"))["changed"] is False
 
 
 def test_update_secret_on_create_keeps_the_stored_secret():
-    converge(**dict(WEB, client_secret="s3cret-one"))
-    result = converge(**dict(WEB, client_secret="s3cret-two", update_secret="on_create"))
+    converge(**web(client_secret="s3cret-one"))
+    result = converge(**web(client_secret="s3cret-two", update_secret="on_create"))
     assert result["changed"] is False
     assert secret_opens("web", "s3cret-one")
 
 
 def test_update_secret_always_replaces_a_different_secret():
-    converge(**dict(WEB, client_secret="s3cret-one"))
-    result = converge(**dict(WEB, client_secret="s3cret-two"))
+    converge(**web(client_secret="s3cret-one"))
+    result = converge(**web(client_secret="s3cret-two"))
     assert result["changed"] is True
     assert result["diff"]["after"]["client_secret"] == "<hidden, changed>"
     assert secret_opens("web", "s3cret-two")
@@ -123,14 +129,14 @@ def test_check_mode_create_returns_no_secret_and_writes_nothing():
 
 
 def test_unhashed_secret_for_hs256():
-    declared = dict(WEB, algorithm="HS256", hash_client_secret=False, client_secret="hmac-key-value")
+    declared = web(algorithm="HS256", hash_client_secret=False, client_secret="hmac-key-value")
     converge(**declared)
     assert stored("web").client_secret == "hmac-key-value"
     assert converge(**declared)["changed"] is False
 
 
 def test_switching_hashing_off_without_the_secret_is_refused():
-    django_side, _ = side()
+    django_side = side()[0]
     converge(**WEB)
     with pytest.raises(django_side.OperationError, match="hash_client_secret"):
         converge(client_id="web", hash_client_secret=False)
@@ -141,23 +147,23 @@ def test_a_prehashed_secret_is_stored_as_given():
     from django.contrib.auth.hashers import make_password
 
     hashed = make_password("pre-hashed")
-    converge(**dict(WEB, client_secret=hashed))
+    converge(**web(client_secret=hashed))
     assert stored("web").client_secret == hashed
-    assert converge(**dict(WEB, client_secret=hashed))["changed"] is False
+    assert converge(**web(client_secret=hashed))["changed"] is False
 
 
 def test_user_by_username_by_primary_key_and_cleared(alice):
-    assert converge(**dict(WEB, user="alice"))["application"]["user"] == "alice"
-    assert converge(**dict(WEB, user=alice.pk))["changed"] is False
-    assert converge(**dict(WEB, user=str(alice.pk)))["changed"] is False
-    cleared = converge(**dict(WEB, user=""))
+    assert converge(**web(user="alice"))["application"]["user"] == "alice"
+    assert converge(**web(user=alice.pk))["changed"] is False
+    assert converge(**web(user=str(alice.pk)))["changed"] is False
+    cleared = converge(**web(user=""))
     assert cleared["changed"] is True and cleared["application"]["user"] is None
 
 
 def test_unknown_user_is_a_clear_error_and_writes_nothing():
-    django_side, _ = side()
+    django_side = side()[0]
     with pytest.raises(django_side.OperationError, match="user 'nobody' does not exist"):
-        converge(**dict(WEB, user="nobody"))
+        converge(**web(user="nobody"))
     assert stored("web") is None
 
 
@@ -170,11 +176,11 @@ def test_unknown_user_is_a_clear_error_and_writes_nothing():
     ],
 )
 def test_dot_validation_names_the_field_and_changes_nothing(change, field):
-    django_side, _ = side()
+    django_side = side()[0]
     converge(**WEB)
     before = stored("web")
     with pytest.raises(django_side.OperationError) as raised:
-        converge(**dict(WEB, **change))
+        converge(**web(**change))
     assert raised.value.kind == "invalid"
     assert field in raised.value.fields
     assert raised.value.message.startswith(field + ":") or (field + ":") in raised.value.message
@@ -198,7 +204,7 @@ def test_check_mode_fires_no_model_signal():
     for signal in (pre_save, post_save, post_delete):
         signal.connect(receiver, sender=model, weak=False)
     try:
-        converge(check_mode=True, **dict(WEB, name="Predicted"))
+        converge(check_mode=True, **web(name="Predicted"))
         converge(check_mode=True, client_id="other", client_type="public", authorization_grant_type="password")
         converge(check_mode=True, client_id="web", state="absent")
     finally:
@@ -219,7 +225,7 @@ def test_a_failure_after_the_write_rolls_the_write_back():
     post_save.connect(explode, sender=get_application_model(), weak=False)
     try:
         with pytest.raises(RuntimeError):
-            converge(**dict(WEB, name="Never stored"))
+            converge(**web(name="Never stored"))
     finally:
         post_save.disconnect(explode, sender=get_application_model())
     assert stored("web").name == "Web"
@@ -234,7 +240,7 @@ def test_absent_deletes_and_is_idempotent():
 
 def test_info_lists_applications_without_secrets():
     django_side, applications = side()
-    converge(**dict(WEB, client_secret="never-listed"))
+    converge(**web(client_secret="never-listed"))
     converge(client_id="api", client_type="public", authorization_grant_type="password")
     listed = applications.run_application_info({}, django_side.Context("default", False))["applications"]
     assert [app["client_id"] for app in listed] == ["api", "web"]

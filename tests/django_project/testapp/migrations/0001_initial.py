@@ -19,14 +19,18 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('note', models.CharField(blank=True, max_length=100)),
-                ('access_token', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL)),
+                ('access_token', models.ForeignKey(
+                    on_delete=django.db.models.deletion.CASCADE, related_name='+',
+                    to=settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL)),
             ],
         ),
         migrations.CreateModel(
             name='TokenSession',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('access_token', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL)),
+                ('access_token', models.ForeignKey(
+                    null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+',
+                    to=settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL)),
             ],
         ),
     ]
