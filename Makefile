@@ -16,9 +16,10 @@ DIST := $(OUTPUT)/dist
 # ansible-test needs the collection at .../ansible_collections/oauthops/toolkit and resolves
 # symlinks (os.getcwd), so sanity runs on a copy of the files git would commit.
 SANITY_TREE := $(OUTPUT)/collections/ansible_collections/oauthops/toolkit
-# ansible-lint in --offline mode does not install the collection it lints; playbooks using
-# oauthops.toolkit resolve it through this symlink (Ansible's loader follows symlinks fine).
-LINT_COLLECTIONS := $(OUTPUT)/lint-collections
+# Playbooks that use oauthops.toolkit (make lint, make demo) resolve it from this checkout through
+# a symlink: Ansible's collection loader follows it, and ansible-lint --offline installs nothing.
+CHECKOUT_COLLECTIONS := $(OUTPUT)/checkout-collections
+CHECKOUT_LINK := $(CHECKOUT_COLLECTIONS)/ansible_collections/oauthops/toolkit
 # The venv's tools come first (ansible-lint warns otherwise), but find-python gets the caller's
 # PATH so it never picks the python of the venv it is about to replace.
 CALLER_PATH := $(PATH)
@@ -100,11 +101,12 @@ build: venv
 	@if grep -E '^(ERROR|CRITICAL):' '$(DIST)/importer.log'; then \
 	    echo 'ERROR: galaxy-importer reported the errors above' >&2; exit 1; fi
 
-lint: venv
+$(CHECKOUT_LINK):
+	mkdir -p '$(dir $@)' && ln -sfn '$(CURDIR)' '$@'
+
+lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
-	mkdir -p '$(LINT_COLLECTIONS)/ansible_collections/oauthops'
-	ln -sfn '$(CURDIR)' '$(LINT_COLLECTIONS)/ansible_collections/oauthops/toolkit'
-	ANSIBLE_COLLECTIONS_PATH='$(LINT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
+	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
 test: venv
@@ -116,9 +118,10 @@ test: venv
 	done
 	$(say) "make test: unit integration sanity build lint all passed"
 
-demo: venv
+demo: venv $(CHECKOUT_LINK)
 	$(say) "running the demo playbook"
-	$(BIN)/ansible-playbook -i playbooks/inventory/demo.ini playbooks/demo.yml
+	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' \
+	    $(BIN)/ansible-playbook -i playbooks/inventory/demo.ini playbooks/demo.yml
 
 clean:
 	$(say) "removing .venv and tests/output"
