@@ -2,6 +2,8 @@
 
 import sys
 
+from provisioning import migrate
+
 
 def test_lifecycle(playbook):
     playbook.run("lifecycle.yml")
@@ -35,3 +37,8 @@ def test_errors_are_one_readable_line(playbook, unmigrated_database):
 
 def test_bridge_through_virtualenv_and_noisy_settings(playbook):
     playbook.run("bridge.yml", {"project_virtualenv": sys.prefix})
+
+
+def test_swapped_application_model(playbook, unmigrated_database):
+    migrate(dict(unmigrated_database, DJANGO_SETTINGS_MODULE="testproject.settings_swapped"))
+    playbook.run("swapped.yml", {"swapped_env": unmigrated_database})
