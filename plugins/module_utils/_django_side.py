@@ -10,6 +10,9 @@ path. It reads one JSON request on stdin, sets Django up, runs one operation and
 writes one JSON response on stdout. It imports nothing from Ansible, and nothing
 from Django at import time (Ansible imports it only to ship it).
 
+The token_cleanup role ships the same files to the managed host, where cron runs
+`_django_cli` (one cleanup per run, a summary line for the log) instead of `main()`.
+
 Request:  {"op": "application", "params": {...}, "check_mode": false, "database": "default"}
 Response: {"ok": true, "result": {...}}
       or: {"ok": false, "error": {"kind": "...", "message": "...", "fields": {...}, "traceback": "..."}}
@@ -129,13 +132,20 @@ def handle(request: dict) -> dict:
     return result
 
 
-def main() -> None:
-    # Settings files, apps and drivers may print; the response must be the only
-    # thing on stdout. Point file descriptor 1 at stderr while we work (child
-    # processes included) and keep the real stdout for the answer.
-    response_fd = os.dup(1)
+def reserve_stdout():
+    """Keep stdout for the answer alone; return it as a file to write the answer to.
+
+    Settings files, apps and drivers may print. File descriptor 1 points at stderr while
+    the work runs (child processes included), and the real stdout is kept for the end.
+    """
+    answer_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    return os.fdopen(answer_fd, "w")
+
+
+def main() -> None:
+    out = reserve_stdout()
     try:
         response = {"ok": True, "result": handle(json.loads(sys.stdin.read() or "{}"))}
     except OperationError as exc:
@@ -144,5 +154,5 @@ def main() -> None:
         error = {"kind": "unexpected", "message": "%s: %s" % (type(exc).__name__, exc)}
         error["traceback"] = traceback.format_exc()
         response = {"ok": False, "error": error}
-    with os.fdopen(response_fd, "w") as out:
+    with out:
         json.dump(response, out, default=str)

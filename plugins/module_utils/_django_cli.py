@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright: oauthops.toolkit contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Command-line entry point of the Django side, for scheduled token cleanup.
+
+The token_cleanup role ships this file with the rest of the Django side (the package
+`oauthops_django_side`) to the managed host, and cron runs it as the application's user:
+
+    cd DIR && /usr/bin/flock -n DIR/cleanup.lock /srv/shop/venv/bin/python -m oauthops_django_side._django_cli \\
+        --project-path /srv/shop --settings shop.settings --env-file DIR/environment.json \\
+        --log-file /var/log/oauthops-token-cleanup.log [--batch-size N] [--max-runtime S] ...
+
+It runs the operation of the oauth_token_cleanup module, through the same `handle()`, so the
+module and the cron job share one engine. Each run writes ONE summary line, to the log file
+(or to stdout without --log-file):
+
+    2026-11-27T03:17:00+00:00 engine=oauthops revoked_refresh_tokens=5 ... grants=3 total=18 batches=9 elapsed=0.412 complete=true
+
+A successful run prints nothing else, so cron has nothing to mail. A failure appends a line
+with `failed=true error="..."` to the log, prints one line on stderr (cron mails it) and exits 1. Warnings
+(an unknown DOT release, say) go to stderr too. Secrets come from --env-file, a JSON object of
+environment variables readable only by the user, never from the command line: cron files and
+the process list are readable by every user.
+
+Like the rest of the Django side it imports nothing from Ansible, and Django only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+from ._django_side import OperationError, database_error_message, handle, require_migrated, reserve_stdout, setup_django
+
+ENGINES = ("oauthops", "cleartokens")
+BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
+
+
+def parse_arguments(argv: list | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m oauthops_django_side._django_cli",
+        description="Delete expired and revoked Django OAuth Toolkit tokens; one summary line per run.",
+    )
+    parser.add_argument("--project-path", help="the Django project: working directory and first on sys.path")
+    parser.add_argument("--settings", help="settings module (DJANGO_SETTINGS_MODULE)")
+    parser.add_argument("--pythonpath", action="append", default=[], help="another directory for sys.path")
+    parser.add_argument("--database", default="default", help="alias in DATABASES (default: default)")
+    parser.add_argument("--env-file", help="JSON object of environment variables to set first (secrets go here)")
+    parser.add_argument("--log-file", help="append the summary line to this file (created with mode 0640)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="oauthops",
+        help="oauthops: the collection's engine (default); cleartokens: DOT's own clear_expired(), "
+        "which is what manage.py cleartokens runs, with DOT's batch settings",
+    )
+    parser.add_argument("--batch-size", type=int, help="most tokens per transaction")
+    parser.add_argument("--batch-interval", type=float, help="seconds between batches")
+    parser.add_argument("--max-runtime", type=float, help="stop between batches after this many seconds")
+    parser.add_argument("--lock-timeout", type=float, default=0, help="seconds to wait for another cleanup's lock")
+    parser.add_argument("--check", action="store_true", help="count what a run would delete, delete nothing")
+    args = parser.parse_args(argv)
+    if args.engine == "cleartokens":
+        given = ["--" + name.replace("_", "-") for name in BATCH_OPTIONS if getattr(args, name) is not None]
+        if given or args.check:
+            parser.error("--engine cleartokens has DOT's own batching and no check mode: drop %s" % " ".join(given or ["--check"]))
+    return args
+
+
+def load_environment(path: str) -> dict:
+    try:
+        with open(path) as env_file:
+            variables = json.load(env_file)
+    except OSError as exc:
+        raise OperationError("environment", "cannot read the environment file %s (%s)" % (path, exc.strerror))
+    except ValueError as exc:
+        raise OperationError("environment", "the environment file %s is not JSON: %s" % (path, exc))
+    if not isinstance(variables, dict):
+        raise OperationError("environment", "the environment file %s must hold a JSON object" % path)
+    return dict((str(name), str(value)) for name, value in variables.items())
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """What the bridge does for a module run: settings, then the extra environment, then the paths."""
+    if args.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    if args.env_file:
+        os.environ.update(load_environment(args.env_file))
+    if args.project_path:
+        try:
+            os.chdir(args.project_path)
+        except OSError as exc:
+            raise OperationError("project_path", "project_path %s: %s" % (args.project_path, exc.strerror))
+    sys.path[:0] = [path for path in [args.project_path] + args.pythonpath if path]
+
+
+def run_cleartokens(database: str) -> dict:
+    """DOT's own clear_expired(), counted the way the module counts it for a DOT release it does not know."""
+    from . import _django_cleanup
+
+    setup_django(database)
+    require_migrated(database, _django_cleanup._token_models())
+    from django.db import DatabaseError
+
+    try:
+        deleted = _django_cleanup._run_dot_clear_expired(database)
+    except DatabaseError as exc:
+        raise OperationError("database", database_error_message(exc))
+    return {"deleted": deleted, "total": sum(count for count in deleted.values() if count), "complete": True, "warnings": []}
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.engine == "cleartokens":
+        return run_cleartokens(args.database)
+    params = dict((name, getattr(args, name)) for name in BATCH_OPTIONS)
+    params.update(lock=True, lock_timeout=args.lock_timeout)
+    return handle({"op": "token_cleanup", "params": params, "check_mode": args.check, "database": args.database})
+
+
+def logfmt(value) -> str:
+    if isinstance(value, str) and value and not any(char.isspace() or char in "\"=" for char in value):
+        return value
+    return json.dumps(value)
+
+
+def summary_line(started_at: str, fields: list) -> str:
+    return " ".join([started_at] + ["%s=%s" % (name, logfmt(value)) for name, value in fields]) + "\n"
+
+
+def result_fields(args: argparse.Namespace, result: dict, elapsed: float) -> list:
+    fields = [("engine", args.engine)]
+    if args.check:
+        fields.append(("check_mode", True))
+    # Counts a run does not know (DOT's clear_expired() does not tell refresh token kinds apart) are left out.
+    fields.extend((name, count) for name, count in result["deleted"].items() if count is not None)
+    fields.extend([("total", result["total"]), ("batches", result.get("batches")), ("elapsed", round(elapsed, 3))])
+    fields.append(("complete", result["complete"]))
+    if not result["complete"]:
+        fields.append(("note", result["msg"]))
+    return [(name, value) for name, value in fields if value is not None]
+
+
+def first_line(text: str) -> str:
+    return (str(text).strip().splitlines() or [""])[0]
+
+
+def main(argv: list | None = None) -> int:
+    args = parse_arguments(argv)
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    started = time.monotonic()
+    out = reserve_stdout()
+    log_fd = None
+    error = None
+    try:
+        if args.log_file:
+            try:
+                log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            except OSError as exc:
+                raise OperationError("log", "cannot open the log file %s (%s)" % (args.log_file, exc.strerror))
+        prepare(args)
+        result = run(args)
+        line = summary_line(started_at, result_fields(args, result, time.monotonic() - started))
+        for warning in result["warnings"]:
+            if warning != result.get("msg"):  # a run that found the lock taken says so in its summary line
+                sys.stderr.write("oauthops token cleanup: warning: %s\n" % first_line(warning))
+    except OperationError as exc:
+        error = exc.message
+    except Exception as exc:  # one line for cron's mail; the type says where to look
+        error = "%s: %s" % (type(exc).__name__, first_line(exc))
+    if error is not None:
+        sys.stderr.write("oauthops token cleanup failed: %s\n" % first_line(error))
+        fields = [("engine", args.engine), ("failed", True), ("error", first_line(error))]
+        line = summary_line(started_at, fields + [("elapsed", round(time.monotonic() - started, 3))])
+    if log_fd is not None:
+        os.write(log_fd, line.encode("utf-8"))  # one write: concurrent appends never interleave
+        os.close(log_fd)
+    elif not args.log_file:
+        out.write(line)
+    out.close()
+    return 1 if error is not None else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
