@@ -32,7 +32,7 @@ say := @printf '\n==> %s\n'
 
 help:
 	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements.txt'
-	@echo 'make unit         pytest tests/unit         (PYTEST_ADDOPTS is passed through)'
+	@echo 'make unit         pytest tests/unit on each backend, and the cleanup differential tests on DOT 2.4.0'
 	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
@@ -57,9 +57,13 @@ $(STAMP): requirements.txt
 	    | grep -iE '^(ansible-core|ansible-lint|django|django-oauth-toolkit|galaxy[-_]importer)=='
 	touch '$@'
 
+# Django is set up once per process, so each backend is its own pytest session; the
+# differential cleanup tests also run against the oldest DOT release we support.
 unit: venv
-	$(say) "unit tests: pytest tests/unit"
-	$(BIN)/python -m pytest tests/unit
+	$(say) "unit tests on SQLite, PostgreSQL and MariaDB"
+	UNIT_PYTHON='$(BIN)/python' tests/tools/run-unit
+	$(say) "differential cleanup tests against DOT 2.4.0 (its own virtualenv)"
+	tests/tools/run-unit --dot 2.4.0
 
 integration: venv
 	$(say) "integration tests: pytest tests/integration"
