@@ -113,7 +113,8 @@ class _FileLock:
                 self.handle = open(self.path, "a")
             except OSError as exc:
                 raise OperationError(
-                    "lock", "cannot open the lock file %s (%s); set lock: false to run without it" % (self.path, exc.strerror)
+                    "lock",
+                    "cannot open the lock file %s (%s); set lock: false to run without it" % (self.path, exc.strerror),
                 )
         try:
             fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,7 +191,7 @@ class _Run:
             pk = category.model._meta.pk
             if not isinstance(pk, IntegerField):
                 keys = [pk.get_db_prep_value(key, self.connection) for key in keys]
-            deleted = deleter.delete(plan, keys)
+            deleted = deleter.delete(plan, keys, absent=category.unreferenced_by)
             for label, rows in deleter.cascaded.items():
                 self._count_cascaded(label, rows)
             return deleted
@@ -221,9 +222,7 @@ class _Run:
             while True:
                 if not self._may_start_batch():
                     return False
-                rows = category.rows(self.database).order_by("pk")
-                if last is not None:
-                    rows = rows.filter(pk__gt=last)
+                rows = category.rows(self.database, after=last).order_by("pk")
                 with transaction.atomic(using=self.database):
                     keys = list(rows.values_list("pk", flat=True)[:batch_size])
                     if not keys:
@@ -308,7 +307,8 @@ def run_token_cleanup(params: dict, context) -> dict:
     if rule_set is None:
         context.warn(
             "django-oauth-toolkit %s is not one of the releases whose cleanup rules this module knows (%s): "
-            "ran DOT's own clear_expired() instead, with DOT's batching and without max_runtime" % (version, KNOWN_RELEASES)
+            "ran DOT's own clear_expired() instead, with DOT's batching and without max_runtime"
+            % (version, KNOWN_RELEASES)
         )
 
     try:

@@ -35,16 +35,34 @@ NEWEST_KNOWN = (3, 4, 1)
 
 
 class Category:
-    """One of clear_expired()'s passes: the rows of `model` matching DOT's `query`."""
+    """One of clear_expired()'s passes: the rows of `model` matching DOT's `query` and, when
+    `unreferenced_by` (a foreign key of another model) is given, that no row points at."""
 
-    def __init__(self, name: str, model, query) -> None:
+    def __init__(self, name: str, model, query, unreferenced_by=None) -> None:
         self.name = name
         self.model = model
         self.query = query
+        self.unreferenced_by = unreferenced_by
 
-    def rows(self, database: str):
+    def rows(self, database: str, after=None):
+        """The matching rows, only those with a primary key above `after` when given."""
+        from django.db.models import Exists, OuterRef
+
         # DOT selects through `objects`, not the default manager; so do we.
-        return self.model.objects.db_manager(database).filter(self.query)
+        rows = self.model.objects.db_manager(database).filter(self.query)
+        if self.unreferenced_by is not None:
+            # DOT writes this as `<reverse relation>__isnull=True`: a LEFT JOIN ... IS NULL, which
+            # PostgreSQL does not turn into an anti-join; it hash-joins the whole other table, and
+            # the rest of this one, on every batch. NOT EXISTS selects the same rows.
+            field = self.unreferenced_by
+            referencing = field.model._base_manager.db_manager(database).filter(**{field.name: OuterRef("pk")})
+            if after is not None:
+                # Implied by the outer bound; lets the index scan of the other table start there.
+                referencing = referencing.filter(**{field.name + "__gt": after})
+            rows = rows.filter(~Exists(referencing))
+        if after is not None:
+            rows = rows.filter(pk__gt=after)
+        return rows
 
 
 def installed_dot_version() -> str:
@@ -145,9 +163,14 @@ def categories(rule_set: str, moments: dict) -> list:
         else:
             expired = Q(access_token__expires__lt=expire_at)
         passes.append(Category("expired_refresh_tokens", refresh_model, expired))
-    passes.append(Category("access_tokens", get_access_token_model(), Q(refresh_token__isnull=True, expires__lt=now)))
+    # DOT: refresh_token__isnull=True / access_token__isnull=True, the reverse one-to-one relations.
+    access_model = get_access_token_model()
+    unrefreshed = access_model._meta.get_field("refresh_token").field
+    passes.append(Category("access_tokens", access_model, Q(expires__lt=now), unreferenced_by=unrefreshed))
     if rule_set != "2.0":
-        passes.append(Category("id_tokens", get_id_token_model(), Q(access_token__isnull=True, expires__lt=now)))
+        id_model = get_id_token_model()
+        unused = id_model._meta.get_field("access_token").field
+        passes.append(Category("id_tokens", id_model, Q(expires__lt=now), unreferenced_by=unused))
     passes.append(Category("grants", get_grant_model(), Q(expires__lt=now)))
     return passes
 
@@ -174,24 +197,25 @@ def predicted_counts(passes: list, now, database: str) -> dict:
             counts[name] = rows.count()
             refresh_gone = by_name[name].query if refresh_gone is None else refresh_gone | by_name[name].query
 
+    def freed(category, surviving):
+        """The category's rows that no surviving row of the other table points at."""
+        link = category.unreferenced_by
+        return category.model.objects.db_manager(database).filter(
+            category.query, ~Exists(surviving.filter(**{link.name: OuterRef("pk")}))
+        )
+
     access = by_name["access_tokens"]
-    refresh_model = access.model._meta.get_field("refresh_token").related_model
-    surviving_refresh = refresh_model.objects.db_manager(database).all()
+    surviving_refresh = access.unreferenced_by.model._base_manager.db_manager(database).all()
     if refresh_gone is not None:
         surviving_refresh = surviving_refresh.exclude(refresh_gone)
-    access_gone = access.model.objects.db_manager(database).filter(
-        ~Exists(surviving_refresh.filter(access_token=OuterRef("pk"))), expires__lt=now
-    )
+    access_gone = freed(access, surviving_refresh)
     counts["access_tokens"] = access_gone.count()
-
     if "id_tokens" in by_name:
         id_tokens = by_name["id_tokens"]
-        surviving_access = access.model.objects.db_manager(database).exclude(pk__in=access_gone.values("pk"))
-        counts["id_tokens"] = (
-            id_tokens.model.objects.db_manager(database)
-            .filter(~Exists(surviving_access.filter(id_token=OuterRef("pk"))), expires__lt=now)
-            .count()
+        surviving_access = id_tokens.unreferenced_by.model._base_manager.db_manager(database).exclude(
+            pk__in=access_gone.values("pk")
         )
+        counts["id_tokens"] = freed(id_tokens, surviving_access).count()
     counts["grants"] = by_name["grants"].rows(database).count()
     return counts
 
@@ -276,24 +300,39 @@ def delete_plan(model, path: tuple = ()) -> DeletePlan:
 
 
 class SqlDeleter:
-    """Runs a DeletePlan on one connection, counting the rows it deletes through cascades."""
+    """Runs a DeletePlan on one connection, counting the rows it deletes through cascades.
+
+    Every statement names its rows by a list of keys, never by a subquery: MySQL cannot
+    delete from a table that the statement also reads in a subquery.
+    """
 
     def __init__(self, connection) -> None:
         self.connection = connection
         self.quote = connection.ops.quote_name
-        # SQLite caps bound parameters per statement (999 before 3.32); the others take any list.
+        # Ten thousand placeholders per statement cost more than the delete itself: psycopg parses
+        # them, MySQLdb escapes each one. So PostgreSQL gets the keys as one array parameter, and
+        # integer keys go into the SQL as literals (safe: they are ints, which cannot carry SQL).
+        self.as_array = connection.vendor == "postgresql"
+        # SQLite caps bound parameters per statement (999 before 3.32); MySQL takes any list.
         # One parameter is kept for the value of an UPDATE.
-        limit = connection.features.max_query_params
+        limit = None if self.as_array else connection.features.max_query_params
         self.chunk = max(1, limit - 1) if limit else None
         self.cascaded = {}  # model label -> rows deleted because a row they point at went
 
-    def _chunks(self, values: list):
-        size = self.chunk or len(values) or 1
-        for start in range(0, len(values), size):
-            yield values[start : start + size]
-
-    def _in(self, column: str, values: list) -> str:
-        return "%s IN (%s)" % (self.quote(column), ", ".join(["%s"] * len(values)))
+    def _matching(self, column: str, keys: list):
+        """("column matches keys" as SQL, parameters), chunk by chunk of keys; nothing for no keys."""
+        if not keys:
+            return
+        if self.as_array:
+            yield "%s = ANY(%%s)" % self.quote(column), [keys]
+        elif all(type(key) is int for key in keys):
+            yield "%s IN (%s)" % (self.quote(column), ", ".join(map(str, keys))), []
+        else:
+            size = self.chunk or len(keys) or 1
+            for start in range(0, len(keys), size):
+                stop = start + size
+                part = keys[start:stop]
+                yield "%s IN (%s)" % (self.quote(column), ", ".join(["%s"] * len(part))), part
 
     def _count(self, model, rows: int) -> None:
         if rows:
@@ -303,59 +342,57 @@ class SqlDeleter:
         """True when a PROTECT/RESTRICT row points at `keys` anywhere down the cascade."""
         with self.connection.cursor() as cursor:
             for field in plan.guards:
-                for part in self._chunks(keys):
-                    cursor.execute(
-                        "SELECT 1 FROM %s WHERE %s LIMIT 1" % (self.quote(field.model._meta.db_table), self._in(field.column, part)),
-                        part,
-                    )
+                table = self.quote(field.model._meta.db_table)
+                for condition, params in self._matching(field.column, keys):
+                    cursor.execute("SELECT 1 FROM %s WHERE %s LIMIT 1" % (table, condition), params)
                     if cursor.fetchone():
                         return True
-            for field, child in plan.cascades:
-                if child.guards or child.cascades:
-                    if self.guarded(child, self._referencing_keys(field, child.model, keys)):
-                        return True
+        for field, child in plan.cascades:
+            if child.guards or child.cascades:
+                if self.guarded(child, self._referencing_keys(field, child.model, keys)):
+                    return True
         return False
 
     def _referencing_keys(self, field, model, keys: list) -> list:
         found = []
         with self.connection.cursor() as cursor:
-            for part in self._chunks(keys):
-                cursor.execute(
-                    "SELECT %s FROM %s WHERE %s"
-                    % (self.quote(model._meta.pk.column), self.quote(model._meta.db_table), self._in(field.column, part)),
-                    part,
-                )
+            select = "SELECT %s FROM %s" % (self.quote(model._meta.pk.column), self.quote(model._meta.db_table))
+            for condition, params in self._matching(field.column, keys):
+                cursor.execute("%s WHERE %s" % (select, condition), params)
                 found.extend(row[0] for row in cursor.fetchall())
         return found
 
-    def delete(self, plan: DeletePlan, keys: list, cascaded: bool = False) -> int:
-        """Delete rows `keys` of plan.model and follow its relations; children first, for MySQL's
-        immediate foreign key checks. MySQL cannot delete from a table it selects from in a
-        subquery, so every statement works on a list of keys instead of a subquery."""
+    def delete(self, plan: DeletePlan, keys: list, absent=None, cascaded: bool = False) -> int:
+        """Delete rows `keys` of plan.model and follow its relations, children first (MySQL checks
+        foreign keys at once, not at commit).
+
+        `absent` is a foreign key that the caller has just found no row pointing through (the
+        category's own NOT EXISTS, in this transaction); following it again would cost ten thousand
+        index probes per batch for nothing. Should a row appear through it in between, the database's
+        own foreign key check fails the batch, which then rolls back whole."""
         with self.connection.cursor() as cursor:
             for field, value in plan.updates:
+                if field is absent:
+                    continue
+                update = "UPDATE %s SET %s = %%s" % (self.quote(field.model._meta.db_table), self.quote(field.column))
                 prepared = field.get_db_prep_save(value, self.connection)
-                for part in self._chunks(keys):
-                    cursor.execute(
-                        "UPDATE %s SET %s = %%s WHERE %s"
-                        % (self.quote(field.model._meta.db_table), self.quote(field.column), self._in(field.column, part)),
-                        [prepared] + part,
-                    )
+                for condition, params in self._matching(field.column, keys):
+                    cursor.execute("%s WHERE %s" % (update, condition), [prepared] + params)
             for field in plan.fast_cascades:
-                for part in self._chunks(keys):
-                    cursor.execute(
-                        "DELETE FROM %s WHERE %s" % (self.quote(field.model._meta.db_table), self._in(field.column, part)),
-                        part,
-                    )
+                if field is absent:
+                    continue
+                table = self.quote(field.model._meta.db_table)
+                for condition, params in self._matching(field.column, keys):
+                    cursor.execute("DELETE FROM %s WHERE %s" % (table, condition), params)
                     self._count(field.model, cursor.rowcount)
             for field, child in plan.cascades:
-                child_keys = self._referencing_keys(field, child.model, keys)
+                child_keys = [] if field is absent else self._referencing_keys(field, child.model, keys)
                 if child_keys:
                     self.delete(child, child_keys, cascaded=True)
             deleted = 0
             table = self.quote(plan.model._meta.db_table)
-            for part in self._chunks(keys):
-                cursor.execute("DELETE FROM %s WHERE %s" % (table, self._in(plan.model._meta.pk.column, part)), part)
+            for condition, params in self._matching(plan.model._meta.pk.column, keys):
+                cursor.execute("DELETE FROM %s WHERE %s" % (table, condition), params)
                 deleted += cursor.rowcount
         if cascaded:
             self._count(plan.model, deleted)

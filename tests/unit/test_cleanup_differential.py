@@ -263,7 +263,9 @@ def test_unknown_dot_version_runs_dots_own_clear_expired(differential, dot_setti
     result = engine()
     assert graphs.snapshot() == expected
     assert result["rules"] == "clear_expired" and "9.1.0" in result["warnings"][0]
-    refresh = sum(dot_counts[name] for name in ("revoked_refresh_tokens", "orphaned_refresh_tokens", "expired_refresh_tokens"))
+    refresh = sum(
+        dot_counts[name] for name in ("revoked_refresh_tokens", "orphaned_refresh_tokens", "expired_refresh_tokens")
+    )
     assert result["deleted"]["refresh_tokens"] == refresh
     assert result["deleted"]["revoked_refresh_tokens"] is None
     assert result["deleted"]["access_tokens"] == dot_counts["access_tokens"]
@@ -294,7 +296,10 @@ def test_settings_errors_are_one_line(dot_settings):
     with pytest.raises(django_side.OperationError) as raised:
         engine()
     assert raised.value.kind == "settings"
-    assert raised.value.message == "OAUTH2_PROVIDER settings: REFRESH_TOKEN_EXPIRE_SECONDS must be either a timedelta or seconds"
+    assert (
+        raised.value.message
+        == "OAUTH2_PROVIDER settings: REFRESH_TOKEN_EXPIRE_SECONDS must be either a timedelta or seconds"
+    )
 
 
 @pytest.mark.parametrize(
@@ -332,7 +337,12 @@ def start_engine(**params):
     request = {"op": "token_cleanup", "params": params, "check_mode": False, "database": "default"}
     process = subprocess.Popen(
         [sys.executable, "-c", "from oauthops_django_side._django_side import main; main()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=DJANGO_PROJECT, env=env, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=DJANGO_PROJECT,
+        env=env,
+        text=True,
     )
     process.stdin.write(json.dumps(request))
     process.stdin.close()

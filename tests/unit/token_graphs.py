@@ -26,7 +26,14 @@ def token_models():
     )
     from testapp.models import TokenAudit, TokenSession
 
-    return [get_id_token_model(), get_access_token_model(), get_refresh_token_model(), get_grant_model(), TokenAudit, TokenSession]
+    return [
+        get_id_token_model(),
+        get_access_token_model(),
+        get_refresh_token_model(),
+        get_grant_model(),
+        TokenAudit,
+        TokenSession,
+    ]
 
 
 def moments(now, expire_seconds=None, grace_seconds=0):
@@ -56,8 +63,11 @@ def owner():
     model = get_application_model()
     user, _ = get_user_model().objects.get_or_create(username="token-owner")
     defaults = dict(
-        user=user, client_type="confidential", authorization_grant_type="authorization-code",
-        redirect_uris="https://app.example.com/cb", name="graphs",
+        user=user,
+        client_type="confidential",
+        authorization_grant_type="authorization-code",
+        redirect_uris="https://app.example.com/cb",
+        name="graphs",
     )
     if any(field.name == "hash_client_secret" for field in model._meta.get_fields()):
         defaults["hash_client_secret"] = False  # hashing costs a third of a second per graph
@@ -155,7 +165,9 @@ def restore(state):
                 columns, rows = state[table]
                 if rows:
                     sql = "INSERT INTO %s (%s) VALUES (%s)" % (
-                        quote(table), ", ".join(quote(column) for column in columns), ", ".join(["%s"] * len(columns))
+                        quote(table),
+                        ", ".join(quote(column) for column in columns),
+                        ", ".join(["%s"] * len(columns)),
                     )
                     cursor.executemany(sql, rows)
     if connection.vendor == "postgresql":

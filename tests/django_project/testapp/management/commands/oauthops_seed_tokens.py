@@ -7,6 +7,7 @@ refresh token goes), 2 ID tokens and 3 grants; 5 TokenAudit rows go with their a
 (CASCADE). Everything else it writes is live and stays. Timestamps are a day or more away
 from now, so the counts do not depend on when the cleanup runs.
 """
+
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -42,7 +43,9 @@ class Command(BaseCommand):
         access_model, refresh_model = get_access_token_model(), get_refresh_token_model()
 
         def access(expires, **fields):
-            return access_model.objects.create(token="%s-a%d" % (prefix, next(serial)), expires=expires, **owner, **fields)
+            return access_model.objects.create(
+                token="%s-a%d" % (prefix, next(serial)), expires=expires, **owner, **fields
+            )
 
         def refresh(access_token, revoked=None):
             token = "%s-r%d" % (prefix, next(serial))
@@ -69,5 +72,8 @@ class Command(BaseCommand):
         grant_model = get_grant_model()
         for expires in (past, past, past, future):
             grant_model.objects.create(
-                code="%s-g%d" % (prefix, next(serial)), expires=expires, redirect_uri="https://app.example.com/cb", **owner
+                code="%s-g%d" % (prefix, next(serial)),
+                expires=expires,
+                redirect_uri="https://app.example.com/cb",
+                **owner
             )
