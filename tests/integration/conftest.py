@@ -106,3 +106,10 @@ def playbook(collections_path, bare_python, database, tmp_path, request):
     # Not the backend name: db_env is no_log, so its values are masked in every output.
     prefix = request.node.originalname.replace("_", "-")
     return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix)
+
+
+@pytest.fixture
+def role_playbook(collections_path, bare_python, tmp_path, request):
+    """A runner for playbooks that need no test database of their own (the roles' behaviour)."""
+    prefix = request.node.originalname.replace("_", "-")
+    return PlaybookRunner(collections_path, bare_python, {"backend": "none"}, tmp_path, prefix)
