@@ -40,5 +40,6 @@ def test_bridge_through_virtualenv_and_noisy_settings(playbook):
 
 
 def test_swapped_application_model(playbook, unmigrated_database):
-    migrate(dict(unmigrated_database, DJANGO_SETTINGS_MODULE="testproject.settings_swapped"))
-    playbook.run("swapped.yml", {"swapped_env": unmigrated_database})
+    swapped_env = dict(unmigrated_database, OAUTHOPS_TEST_SWAPPED_APPLICATION="1")
+    migrate(swapped_env)
+    playbook.run("swapped.yml", {"swapped_env": swapped_env})

@@ -55,6 +55,11 @@ OAUTH2_PROVIDER = {
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": int(os.environ.get("OAUTHOPS_TEST_BATCH_SIZE", "10000")),
 }
 
+if os.environ.get("OAUTHOPS_TEST_SWAPPED_APPLICATION"):
+    # DOT's documented way to add fields to applications: a model of the project's own.
+    INSTALLED_APPS.append("swappedapp")
+    OAUTH2_PROVIDER_APPLICATION_MODEL = "swappedapp.PartnerApplication"
+
 if os.environ.get("OAUTHOPS_TEST_NOISY_SETTINGS"):
     # Real settings files print (debug banners, deprecation notes); the bridge must
     # keep its JSON channel clean regardless.
