@@ -311,8 +311,10 @@ class SqlDeleter:
         self.quote = connection.ops.quote_name
         # Ten thousand placeholders per statement cost more than the delete itself: psycopg parses
         # them, MySQLdb escapes each one. So PostgreSQL gets the keys as one array parameter, and
-        # integer keys go into the SQL as literals (safe: they are ints, which cannot carry SQL).
+        # MySQL integer keys as literals (safe: ints cannot carry SQL). Not SQLite: it binds
+        # parameters natively, and its statement cache would keep every distinct literal list.
         self.as_array = connection.vendor == "postgresql"
+        self.as_literals = connection.vendor == "mysql"
         # SQLite caps bound parameters per statement (999 before 3.32); MySQL takes any list.
         # One parameter is kept for the value of an UPDATE.
         limit = None if self.as_array else connection.features.max_query_params
@@ -325,7 +327,7 @@ class SqlDeleter:
             return
         if self.as_array:
             yield "%s = ANY(%%s)" % self.quote(column), [keys]
-        elif all(type(key) is int for key in keys):
+        elif self.as_literals and all(type(key) is int for key in keys):
             yield "%s IN (%s)" % (self.quote(column), ", ".join(map(str, keys))), []
         else:
             size = self.chunk or len(keys) or 1
