@@ -197,7 +197,7 @@ class _Run:
             return deleted
         # Signal receivers, PROTECT/RESTRICT rows and the like: Django's collector, as DOT does it.
         try:
-            _, per_model = category.model.objects.db_manager(self.database).filter(pk__in=keys).delete()
+            per_model = category.model.objects.db_manager(self.database).filter(pk__in=keys).delete()[1]
         except (ProtectedError, RestrictedError) as exc:
             raise OperationError("protected", "%s: %s" % (category.name, str(exc).splitlines()[0]))
         label = category.model._meta.label
@@ -246,7 +246,7 @@ def _release(lock) -> None:
 
 
 def _has_guards(plan) -> bool:
-    return bool(plan.guards) or any(_has_guards(child) for _, child in plan.cascades)
+    return bool(plan.guards) or any(_has_guards(child) for unused, child in plan.cascades)
 
 
 def _token_models() -> list:

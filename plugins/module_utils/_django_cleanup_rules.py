@@ -327,7 +327,7 @@ class SqlDeleter:
             return
         if self.as_array:
             yield "%s = ANY(%%s)" % self.quote(column), [keys]
-        elif self.as_literals and all(type(key) is int for key in keys):
+        elif self.as_literals and all(isinstance(key, int) for key in keys):
             yield "%s IN (%s)" % (self.quote(column), ", ".join(map(str, keys))), []
         else:
             size = self.chunk or len(keys) or 1

@@ -29,9 +29,10 @@ description:
   - A run that is stopped (O(max_runtime), a killed process) leaves only whole batches done; the next run continues.
   - A lock keeps two cleanups of one database apart. See O(lock).
 author:
-  - oauthops.toolkit contributors
+  - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:
   - oauthops.toolkit.django
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -40,6 +41,8 @@ attributes:
       - Not available for a DOT release the module does not know; it then returns null counts and warns.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   batch_size:
     description:

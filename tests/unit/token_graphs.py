@@ -61,7 +61,7 @@ def owner():
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    user, _ = get_user_model().objects.get_or_create(username="token-owner")
+    user = get_user_model().objects.get_or_create(username="token-owner")[0]
     defaults = dict(
         user=user,
         client_type="confidential",
@@ -71,7 +71,7 @@ def owner():
     )
     if any(field.name == "hash_client_secret" for field in model._meta.get_fields()):
         defaults["hash_client_secret"] = False  # hashing costs a third of a second per graph
-    application, _ = model.objects.get_or_create(client_id="token-graphs", defaults=defaults)
+    application = model.objects.get_or_create(client_id="token-graphs", defaults=defaults)[0]
     return user, application
 
 
@@ -105,7 +105,7 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
     size = rng.randint(0, 24) if size is None else size
     access_tokens = []
     refresh_tokens = []
-    for _ in range(size):
+    for unused in range(size):
         access = access_model.objects.create(
             token=token(), expires=pick(), scope="read", id_token=id_token() if rng.random() < 0.4 else None, **common
         )
@@ -115,11 +115,11 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
             refresh_tokens.append(
                 refresh_model.objects.create(token=token(), access_token=access, revoked=revoked, **common)
             )
-        for _ in range(rng.choice((0, 0, 1, 2))):
+        for unused in range(rng.choice((0, 0, 1, 2))):
             TokenAudit.objects.create(access_token=access, note="audit")
         if rng.random() < 0.3:
             TokenSession.objects.create(access_token=access)
-    for _ in range(rng.randint(0, 8)):
+    for unused in range(rng.randint(0, 8)):
         # Unbound refresh tokens: revoked ones (what rotation leaves) and orphans (access token deleted).
         revoked = pick() if rng.random() < 0.6 else None
         refresh_tokens.append(refresh_model.objects.create(token=token(), access_token=None, revoked=revoked, **common))
@@ -127,9 +127,9 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
     sources = rng.sample(refresh_tokens, k=min(len(refresh_tokens), len(access_tokens), rng.randint(0, 6)))
     for access, source in zip(rng.sample(access_tokens, k=len(sources)), sources):
         access_model.objects.filter(pk=access.pk).update(source_refresh_token=source)
-    for _ in range(rng.randint(0, 5)):
+    for unused in range(rng.randint(0, 5)):
         id_token()  # ID tokens whose access token is already gone, or never existed
-    for _ in range(rng.randint(0, 5)):
+    for unused in range(rng.randint(0, 5)):
         grant_model.objects.create(
             code=token(), expires=pick(), redirect_uri="https://app.example.com/cb", scope="read", **common
         )

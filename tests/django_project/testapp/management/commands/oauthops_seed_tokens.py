@@ -33,8 +33,8 @@ class Command(BaseCommand):
     def handle(self, *args, prefix, **options):
         now = timezone.now()
         past, future = now - timedelta(days=1), now + timedelta(days=1)
-        user, _ = get_user_model().objects.get_or_create(username=prefix + "-tokens")
-        application, _ = get_application_model().objects.get_or_create(
+        user = get_user_model().objects.get_or_create(username=prefix + "-tokens")[0]
+        application = get_application_model().objects.get_or_create(
             client_id=prefix + "-tokens",
             defaults=dict(user=user, client_type="confidential", authorization_grant_type="password"),
         )
@@ -51,13 +51,13 @@ class Command(BaseCommand):
             token = "%s-r%d" % (prefix, next(serial))
             return refresh_model.objects.create(token=token, access_token=access_token, revoked=revoked, **owner)
 
-        expired = [access(past) for _ in range(5)]
+        expired = [access(past) for unused in range(5)]
         for token in expired:
             TokenAudit.objects.create(access_token=token, note="expired, no refresh token")
         TokenSession.objects.create(access_token=expired[0])  # SET_NULL: the session stays
-        for _ in range(2):
+        for unused in range(2):
             refresh(access(past), revoked=past)  # revoked yet still bound: both go
-        for _ in range(3):
+        for unused in range(3):
             refresh(None, revoked=past)
         refresh(None)  # orphan
 
@@ -66,7 +66,7 @@ class Command(BaseCommand):
         for index in range(4):
             refresh(access(future, id_token=live_id_token if index == 0 else None))
         refresh(access(past))  # expired, but its live refresh token keeps it
-        for _ in range(2):
+        for unused in range(2):
             id_model.objects.create(expires=past, **owner)
 
         grant_model = get_grant_model()
