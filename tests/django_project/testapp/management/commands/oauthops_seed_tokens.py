@@ -37,7 +37,7 @@ class Command(BaseCommand):
         application = get_application_model().objects.get_or_create(
             client_id=prefix + "-tokens",
             defaults=dict(user=user, client_type="confidential", authorization_grant_type="password"),
-        )
+        )[0]
         owner = dict(user=user, application=application)
         serial = iter(range(10**6))
         access_model, refresh_model = get_access_token_model(), get_refresh_token_model()
