@@ -199,7 +199,7 @@ class _Run:
         try:
             per_model = category.model.objects.db_manager(self.database).filter(pk__in=keys).delete()[1]
         except (ProtectedError, RestrictedError) as exc:
-            raise OperationError("protected", "%s: %s" % (category.name, str(exc).splitlines()[0]))
+            raise OperationError("protected", "%s: %s" % (category.name, exc.args[0]))
         label = category.model._meta.label
         deleted = per_model.get(label, 0)
         for other, rows in per_model.items():
@@ -283,10 +283,65 @@ def _summary(verb: str, total: int, batches: int) -> str:
     return "%s %d expired or revoked token rows%s" % (verb, total, " in %d batches" % batches if batches else "")
 
 
-def run_token_cleanup(params: dict, context) -> dict:
-    from django.core.exceptions import ImproperlyConfigured
+def _cutoffs(moments: dict) -> dict:
+    return {name: moment and moment.isoformat() for name, moment in moments.items()}
+
+
+def _predict(rule_set, version: str, context, result: dict) -> None:
+    """Check mode: the counts a real run would delete, from COUNT queries only."""
+    from django.utils import timezone
+
+    if rule_set is None:
+        context.warn(
+            "django-oauth-toolkit %s is not one of the releases whose cleanup rules this module knows (%s): "
+            "check mode cannot predict what its clear_expired() deletes" % (version, KNOWN_RELEASES)
+        )
+        result.update(deleted=dict.fromkeys(CATEGORIES), total=None, msg="nothing predicted, nothing deleted")
+        return
+    moments = cutoffs(rule_set, timezone.now())
+    deleted = predicted_counts(categories(rule_set, moments), moments["now"], context.database)
+    total = sum(deleted.values())
+    result.update(cutoffs=_cutoffs(moments), deleted=deleted, total=total, changed=total > 0)
+    result["msg"] = _summary("would delete", total, 0)
+
+
+def _clean(rule_set, options: dict, context, result: dict, started: float) -> None:
+    """A real run: take the lock, run the passes (or DOT's clear_expired()), release the lock."""
     from django.db import connections
     from django.utils import timezone
+
+    lock = cleanup_lock(connections[context.database]) if options["lock"] else None
+    result["lock"] = {"method": lock.method if lock else None, "acquired": False, "waited": 0.0}
+    if lock is not None:
+        acquired, waited = acquire(lock, options["lock_timeout"])
+        result["lock"].update(acquired=acquired, waited=round(waited, 3))
+        if not acquired:
+            result["complete"] = False
+            result["msg"] = "skipped: another token cleanup holds the %s (waited %.1f s)" % (lock.method, waited)
+            context.warn(result["msg"])
+            return
+    try:
+        if rule_set is None:
+            result.update(deleted=_run_dot_clear_expired(context.database), strategy="clear_expired")
+        else:
+            # `now` is taken once the lock is held, so waiting does not age the cut-offs.
+            moments = cutoffs(rule_set, timezone.now())
+            deadline = started + options["max_runtime"] if options["max_runtime"] else None
+            run = _Run(options, context.database, deadline)
+            complete = run.run(categories(rule_set, moments))
+            result.update(cutoffs=_cutoffs(moments), deleted=run.deleted, batches=run.batches, complete=complete)
+            result.update(cascaded=run.cascaded, strategy=run.strategy)
+    finally:
+        if lock is not None:
+            _release(lock)
+    total = sum(count or 0 for count in result["deleted"].values())  # refresh_tokens: the fallback's sum
+    result.update(total=total, changed=total > 0, msg=_summary("deleted", total, result["batches"]))
+    if not result["complete"]:
+        result["msg"] += "; stopped by max_runtime before the end, the next run continues"
+
+
+def run_token_cleanup(params: dict, context) -> dict:
+    from django.core.exceptions import ImproperlyConfigured
 
     started = time.monotonic()
     require_migrated(context.database, _token_models())
@@ -304,63 +359,18 @@ def run_token_cleanup(params: dict, context) -> dict:
         "batch_size": options["batch_size"],
         "batch_interval": options["batch_interval"],
     }
-    if rule_set is None:
+    if rule_set is None and not context.check_mode:
         context.warn(
             "django-oauth-toolkit %s is not one of the releases whose cleanup rules this module knows (%s): "
-            "ran DOT's own clear_expired() instead, with DOT's batching and without max_runtime"
+            "ran DOT's own clear_expired() instead, with DOT's batch settings and without max_runtime"
             % (version, KNOWN_RELEASES)
         )
-
     try:
         if context.check_mode:
-            if rule_set is None:
-                context.warn("check mode cannot predict what clear_expired() of DOT %s deletes" % version)
-                result["deleted"] = dict.fromkeys(CATEGORIES)
-                result["total"] = None
-            else:
-                moments = cutoffs(rule_set, timezone.now())
-                result["cutoffs"] = {name: moment and moment.isoformat() for name, moment in moments.items()}
-                result["deleted"] = predicted_counts(categories(rule_set, moments), moments["now"], context.database)
-                result["total"] = sum(result["deleted"].values())
-                result["changed"] = result["total"] > 0
-            result["msg"] = _summary("would delete", result["total"] or 0, 0)
-            result["elapsed"] = round(time.monotonic() - started, 3)
-            return result
-
-        lock = cleanup_lock(connections[context.database]) if options["lock"] else None
-        result["lock"] = {"method": lock.method if lock else None, "acquired": False, "waited": 0.0}
-        if lock is not None:
-            acquired, waited = acquire(lock, options["lock_timeout"])
-            result["lock"].update(acquired=acquired, waited=round(waited, 3))
-            if not acquired:
-                result.update(complete=False, elapsed=round(time.monotonic() - started, 3))
-                result["msg"] = "skipped: another token cleanup holds the %s (waited %.1f s)" % (lock.method, waited)
-                context.warn(result["msg"])
-                return result
-        try:
-            if rule_set is None:
-                result["deleted"] = _run_dot_clear_expired(context.database)
-                result["strategy"] = "clear_expired"
-            else:
-                # `now` is taken once the lock is held, so waiting does not age the cut-offs.
-                moments = cutoffs(rule_set, timezone.now())
-                result["cutoffs"] = {name: moment and moment.isoformat() for name, moment in moments.items()}
-                deadline = started + options["max_runtime"] if options["max_runtime"] else None
-                run = _Run(options, context.database, deadline)
-                result["complete"] = run.run(categories(rule_set, moments))
-                result.update(deleted=run.deleted, batches=run.batches, cascaded=run.cascaded, strategy=run.strategy)
-        finally:
-            if lock is not None:
-                _release(lock)
+            _predict(rule_set, version, context, result)
+        else:
+            _clean(rule_set, options, context, result, started)
     except ImproperlyConfigured as exc:
         raise OperationError("settings", "OAUTH2_PROVIDER settings: %s" % exc)
-
-    result["total"] = sum(count for name, count in result["deleted"].items() if name in CATEGORIES and count) + (
-        result["deleted"].get("refresh_tokens") or 0
-    )
-    result["changed"] = result["total"] > 0
-    result["msg"] = _summary("deleted", result["total"], result["batches"])
-    if not result["complete"]:
-        result["msg"] += "; stopped by max_runtime before the end, the next run continues"
     result["elapsed"] = round(time.monotonic() - started, 3)
     return result
