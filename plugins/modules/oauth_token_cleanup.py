@@ -58,7 +58,8 @@ options:
     description:
       - Stop after this many seconds, between two batches, and return RV(complete=false). The next run continues
         where this one stopped. Without it the run goes on until everything is deleted.
-      - A batch that has started is finished, so a run can exceed this by the length of one batch.
+      - Counted from the start of the Django side, waiting for the lock included. A batch that has started is
+        finished, so a run can exceed this by the length of one batch.
     type: float
   lock:
     description:
