@@ -291,7 +291,8 @@ def delete_plan(model, path: tuple = ()) -> DeletePlan:
         elif on_delete in (deletion.PROTECT, deletion.RESTRICT):
             plan.guards.append(field)
         elif getattr(on_delete, "lazy_sub_objs", False) and hasattr(on_delete, "deconstruct"):
-            plan.updates.append((field, on_delete.deconstruct()[1][0]))  # SET(value) with a constant
+            constant = on_delete.deconstruct()[1][0]  # SET(value) with a constant; a model instance means its key
+            plan.updates.append((field, getattr(constant, "pk", constant)))
         else:
             plan.collector_reason = "%s has on_delete=%s" % (where, getattr(on_delete, "__name__", on_delete))
         if plan.collector_reason:

@@ -524,6 +524,11 @@ def bench(backend: str, scenario: str, batch_size: int, workdir: Path, playbook:
                 try:
                     before = state(env)
                     runs[contestant].append(run_child(env, contestant, str(batch_size)))
+                    print(
+                        "bench:   %s %.2f s" % (contestant, runs[contestant][-1]["seconds"]),
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     fingerprints[contestant] = state(env)
                 finally:
                     copies.release(env)
