@@ -11,6 +11,7 @@ Runs on the backend named by OAUTHOPS_UNIT_BACKEND and against whatever DOT is i
 (tests/tools/run-unit runs it for every backend and for DOT 3.4.1 and 2.4.0).
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -199,11 +200,30 @@ def test_differential_with_delete_receivers_uses_the_collector(differential, dot
     assert result["strategy"]["grants"] == "set-based SQL"
 
 
+@contextlib.contextmanager
+def temporary_models(*models):
+    """Tables for project models declared inside a test, gone (with their reverse relations) after it."""
+    from django.apps import apps
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        for model in models:
+            editor.create_model(model)
+    try:
+        yield
+    finally:
+        with connection.schema_editor() as editor:
+            for model in reversed(models):
+                editor.delete_model(model)
+        for model in models:
+            del apps.all_models[model._meta.app_label][model._meta.model_name]
+        apps.clear_cache()
+
+
 @pytest.fixture
 def token_hold():
-    """A project model with a PROTECT foreign key to access tokens, for the length of one test."""
-    from django.apps import apps
-    from django.db import connection, models
+    """A project model with a PROTECT foreign key to access tokens."""
+    from django.db import models
     from oauth2_provider.models import get_access_token_model
 
     class TokenHold(models.Model):
@@ -212,14 +232,56 @@ def token_hold():
         class Meta:
             app_label = "testapp"
 
-    with connection.schema_editor() as editor:
-        editor.create_model(TokenHold)
-    yield TokenHold
-    TokenHold.objects.all().delete()
-    with connection.schema_editor() as editor:
-        editor.delete_model(TokenHold)
-    del apps.all_models["testapp"]["tokenhold"]
-    apps.clear_cache()
+    with temporary_models(TokenHold):
+        yield TokenHold
+        TokenHold.objects.all().delete()
+
+
+@pytest.fixture
+def more_relations():
+    """Relations the test project lacks: a cascade two levels deep, SET_DEFAULT and SET(value)."""
+    from django.db import models
+    from oauth2_provider.models import get_access_token_model
+
+    access_model = get_access_token_model()
+
+    class TokenNote(models.Model):
+        access_token = models.ForeignKey(access_model, on_delete=models.CASCADE, related_name="+")
+
+        class Meta:
+            app_label = "testapp"
+
+    class TokenNoteLine(models.Model):
+        note = models.ForeignKey(TokenNote, on_delete=models.CASCADE, related_name="+")
+        flagged = models.ForeignKey(
+            access_model, null=True, default=None, on_delete=models.SET_DEFAULT, related_name="+"
+        )
+        marked = models.ForeignKey(access_model, null=True, on_delete=models.SET(None), related_name="+")
+
+        class Meta:
+            app_label = "testapp"
+
+    with temporary_models(TokenNote, TokenNoteLine):
+        yield TokenNote, TokenNoteLine
+        TokenNoteLine.objects.all().delete()
+        TokenNote.objects.all().delete()
+
+
+def test_differential_with_nested_cascades_set_default_and_set_value(differential, dot_settings, more_relations):
+    from oauth2_provider.models import get_access_token_model
+
+    note_model, line_model = more_relations
+    dot_settings(**_settings(3600, 0, False))
+    rng = random.Random("more relations")
+    graphs.generate(rng, NOW, 3600, size=40)
+    tokens = list(get_access_token_model().objects.all())
+    for token in rng.sample(tokens, k=len(tokens) // 2):
+        note = note_model.objects.create(access_token=token)
+        for unused in range(rng.randint(0, 3)):
+            line_model.objects.create(note=note, flagged=rng.choice(tokens), marked=rng.choice(tokens))
+    result = differential.check(batch_size=3)
+    assert result["strategy"]["access_tokens"] == "set-based SQL"
+    assert result["cascaded"].get("testapp.TokenNote") and result["cascaded"].get("testapp.TokenNoteLine")
 
 
 def test_protect_without_protected_rows_stays_set_based(differential, token_hold):
