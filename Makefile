@@ -28,7 +28,7 @@ VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.versi
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help venv unit integration sanity build lint test demo clean
+.PHONY: help venv unit integration sanity build lint test demo bench clean
 
 help:
 	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements.txt'
@@ -39,6 +39,7 @@ help:
 	@echo 'make lint         ansible-lint --profile production'
 	@echo 'make test         venv, then unit integration sanity build lint; stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml'
+	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup() (not a test)'
 	@echo 'make clean        remove .venv and tests/output'
 
 venv: $(STAMP)
@@ -126,6 +127,13 @@ demo: venv $(CHECKOUT_LINK)
 	$(say) "running the demo playbook"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' \
 	    $(BIN)/ansible-playbook -i playbooks/inventory/demo.ini playbooks/demo.yml
+
+# Benchmarks print ratios measured within one run; they are not part of `make test`.
+bench: venv
+	$(say) "token cleanup: engine vs manage.py cleartokens vs raw set-based SQL, per backend and size"
+	$(BIN)/python tests/bench/cleanup_bench.py $(BENCH_ARGS)
+	$(say) "one oauth_application task vs a bare django.setup()"
+	$(BIN)/python tests/bench/application_task.py
 
 clean:
 	$(say) "removing .venv and tests/output"
