@@ -18,6 +18,8 @@ Django is imported inside functions: Ansible imports this file on hosts without 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import time
 
 from ._django_cleanup_rules import (
@@ -48,8 +50,9 @@ def _number(params: dict, name: str, default, minimum: float, integer: bool = Fa
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or (integer and number != value) or number < minimum or (exclusive and number == minimum):
-        kind = "an integer" if integer else "a number"
+    invalid = number is None or not math.isfinite(number) or (integer and number != value)
+    if invalid or number < minimum or (exclusive and number == minimum):
+        kind = "an integer" if integer else "a finite number"
         bound = "greater than" if exclusive else "at least"
         raise OperationError("invalid", "%s: must be %s %s %s, got %r" % (name, kind, bound, minimum, value))
     return number
@@ -96,28 +99,37 @@ class _SessionLock:
             cursor.execute(self.give, self.args)
 
 
+# Descriptors of SQLite database files held open for _FileLock, one per file, for the life of the
+# process: closing any descriptor of a file drops every POSIX lock this process holds on it, and
+# SQLite's own locks on the database are POSIX locks.
+_DATABASE_FILES: dict = {}
+
+
 class _FileLock:
-    """SQLite has no advisory lock: an flock() on a file beside the database, freed by the kernel
-    when the process dies. (BEGIN IMMEDIATE would also block the application's writers.)"""
+    """SQLite has no advisory lock: an flock() on the database file itself, freed by the kernel when
+    the process dies. (BEGIN IMMEDIATE would also block the application's writers.) flock() and
+    SQLite's POSIX locks do not interact on a local file system, flock() needs only read access, and
+    the file is there already: no lock file that one user creates and another cannot open, nothing
+    left beside the database, no path to plant a link at."""
 
     def __init__(self, database_path: str) -> None:
-        self.path = database_path + ".oauthops-cleanup.lock"
-        self.method = "file lock %s" % self.path
-        self.handle = None
+        self.path = database_path
+        self.method = "file lock on %s" % database_path
+        self.fd = None
 
     def try_acquire(self) -> bool:
         import fcntl
 
-        if self.handle is None:
+        if self.fd is None:
+            self.fd = _DATABASE_FILES.get(self.path)
+        if self.fd is None:
             try:
-                self.handle = open(self.path, "a")
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
-                raise OperationError(
-                    "lock",
-                    "cannot open the lock file %s (%s); set lock: false to run without it" % (self.path, exc.strerror),
-                )
+                raise OperationError("lock", "cannot open the SQLite database %s to lock it (%s)" % (self.path, exc.strerror))
+            _DATABASE_FILES[self.path] = self.fd
         try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
@@ -125,8 +137,7 @@ class _FileLock:
     def release(self) -> None:
         import fcntl
 
-        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-        self.handle.close()
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
 
 
 def cleanup_lock(connection):

@@ -16,9 +16,11 @@ module and the cron job share one engine. Each run writes ONE summary line, to t
 
     2026-11-27T03:17:00+00:00 engine=oauthops revoked_refresh_tokens=5 ... grants=3 total=18 batches=9 elapsed=0.412 complete=true
 
-A successful run prints nothing else, so cron has nothing to mail. A failure appends a line
-with `failed=true error="..."` to the log, prints one line on stderr (cron mails it) and exits 1. Warnings
-(an unknown DOT release, say) go to stderr too. Secrets come from --env-file, a JSON object of
+A successful run prints nothing at all, so cron has nothing to mail: whatever the project prints
+or logs to stdout or stderr while it loads and runs is swallowed, and warnings (Python's, and the
+engine's own, such as an unknown DOT release) are counted in the line as `warnings=N` with the
+first one quoted. A failure appends a line with `failed=true error="..."` to the log, prints that
+one line on stderr (cron mails it) and exits 1. Secrets come from --env-file, a JSON object of
 environment variables readable only by the user, never from the command line: cron files and
 the process list are readable by every user.
 
@@ -32,9 +34,11 @@ import datetime
 import json
 import os
 import sys
+import tempfile
 import time
+import warnings
 
-from ._django_side import OperationError, database_error_message, handle, require_migrated, reserve_stdout, setup_django
+from ._django_side import OperationError, database_error_message, handle, require_migrated, setup_django
 
 ENGINES = ("oauthops", "cleartokens")
 BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
@@ -131,6 +135,12 @@ def summary_line(started_at: str, fields: list) -> str:
     return " ".join([started_at] + ["%s=%s" % (name, logfmt(value)) for name, value in fields]) + "\n"
 
 
+def warning_fields(messages: list) -> list:
+    if not messages:
+        return []
+    return [("warnings", len(messages)), ("warning", first_line(messages[0]))]
+
+
 def result_fields(args: argparse.Namespace, result: dict, elapsed: float) -> list:
     fields = [("engine", args.engine)]
     if args.check:
@@ -148,39 +158,67 @@ def first_line(text: str) -> str:
     return (str(text).strip().splitlines() or [""])[0]
 
 
+class SilencedOutput:
+    """Points file descriptors 1 and 2 (child processes included) and sys.stdout/sys.stderr at a
+    scratch file while the run works, and gives the real ones back for the run's own line."""
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = os.dup(1), os.dup(2)
+        self.scratch = tempfile.TemporaryFile()
+        for fd in (1, 2):
+            os.dup2(self.scratch.fileno(), fd)
+        self.streams = sys.stdout, sys.stderr
+        # Left open on exit: logging handlers made while the run worked keep writing here, harmlessly.
+        self.sink = open(os.dup(self.scratch.fileno()), "w", buffering=1, errors="replace")
+        sys.stdout = sys.stderr = self.sink
+        return self
+
+    def __exit__(self, *exc_info):
+        self.sink.flush()
+        sys.stdout, sys.stderr = self.streams
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        self.scratch.close()
+        return False
+
+
 def main(argv: list | None = None) -> int:
     args = parse_arguments(argv)
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     started = time.monotonic()
-    out = reserve_stdout()
     log_fd = None
     error = None
-    try:
-        if args.log_file:
-            try:
-                log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            except OSError as exc:
-                raise OperationError("log", "cannot open the log file %s (%s)" % (args.log_file, exc.strerror))
-        prepare(args)
-        result = run(args)
-        line = summary_line(started_at, result_fields(args, result, time.monotonic() - started))
-        for warning in result["warnings"]:
-            if warning != result.get("msg"):  # a run that found the lock taken says so in its summary line
-                sys.stderr.write("oauthops token cleanup: warning: %s\n" % first_line(warning))
-    except OperationError as exc:
-        error = exc.message
-    except Exception as exc:  # one line for cron's mail; the type says where to look
-        error = "%s: %s" % (type(exc).__name__, first_line(exc))
-    if error is not None:
+    with SilencedOutput(), warnings.catch_warnings(record=True) as caught:
+        try:
+            if args.log_file:
+                try:
+                    log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+                except OSError as exc:
+                    raise OperationError("log", "cannot open the log file %s (%s)" % (args.log_file, exc.strerror))
+            prepare(args)
+            result = run(args)
+        except OperationError as exc:
+            error = exc.message
+        except Exception as exc:  # one line for cron's mail; the type says where to look
+            error = "%s: %s" % (type(exc).__name__, first_line(exc))
+    elapsed = round(time.monotonic() - started, 3)
+    if error is None:
+        # A run that found the lock taken says so in its summary line already.
+        messages = [str(warning.message) for warning in caught]
+        messages += [warning for warning in result["warnings"] if warning != result.get("msg")]
+        line = summary_line(started_at, result_fields(args, result, elapsed) + warning_fields(messages))
+    else:
         sys.stderr.write("oauthops token cleanup failed: %s\n" % first_line(error))
-        fields = [("engine", args.engine), ("failed", True), ("error", first_line(error))]
-        line = summary_line(started_at, fields + [("elapsed", round(time.monotonic() - started, 3))])
+        fields = [("engine", args.engine), ("failed", True), ("error", first_line(error)), ("elapsed", elapsed)]
+        line = summary_line(started_at, fields)
     if log_fd is not None:
         os.write(log_fd, line.encode("utf-8"))  # one write: concurrent appends never interleave
         os.close(log_fd)
     elif not args.log_file:
-        out.write(line)
-    out.close()
+        sys.stdout.write(line)
     return 1 if error is not None else 0
 
 

@@ -83,10 +83,30 @@ def setup_django(database: str) -> None:
             "database",
             "database alias '%s' is not in DATABASES (known: %s)" % (database, ", ".join(sorted(settings.DATABASES))),
         )
+    require_sqlite_file(database)
     try:
         importlib.import_module("oauth2_provider")
     except ImportError:
         raise OperationError("dot_missing", "django-oauth-toolkit is not importable by %s" % sys.executable)
+
+
+def require_sqlite_file(database: str) -> None:
+    """SQLite creates a missing database file on connect: an empty file, owned by whoever ran the
+    task (root, say), where a mistyped path or the wrong settings should be an error."""
+    from django.db import connections
+
+    connection = connections[database]
+    if connection.vendor != "sqlite":
+        return
+    name = str(connection.settings_dict["NAME"] or "")
+    if name in ("", ":memory:") or name.startswith("file:") or "mode=memory" in name:
+        return
+    if not os.path.exists(name):
+        raise OperationError(
+            "database",
+            "the SQLite database %s of database '%s' does not exist (check NAME in the settings, or run manage.py "
+            "migrate to create it)" % (name, database),
+        )
 
 
 def require_migrated(database: str, models: list) -> None:

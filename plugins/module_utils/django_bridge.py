@@ -24,7 +24,9 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import _django_ap
 
 SIDE_PACKAGE = "oauthops_django_side"
 SIDE_MODULES = (_django_side, _django_applications, _django_cleanup, _django_cleanup_rules)
-BOOTSTRAP = "from %s._django_side import main; main()" % SIDE_PACKAGE
+# `python -c` puts its working directory, the project, first on sys.path; the shipped package goes
+# before it, so that nothing of that name in the project can stand in for it.
+BOOTSTRAP = "import sys; sys.path.insert(0, %r); from " + SIDE_PACKAGE + "._django_side import main; main()"
 
 
 def django_argument_spec():
@@ -99,7 +101,7 @@ class DjangoBridge:
             "database": self.params["database"],
         }
         rc, out, err = self.module.run_command(
-            [python, "-c", BOOTSTRAP],
+            [python, "-c", BOOTSTRAP % self.module.tmpdir],
             data=json.dumps(request),
             cwd=project_path or None,
             environ_update=self.environment(),

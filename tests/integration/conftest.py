@@ -113,3 +113,7 @@ def role_playbook(collections_path, bare_python, tmp_path, request):
     """A runner for playbooks that need no test database of their own (the roles' behaviour)."""
     prefix = request.node.originalname.replace("_", "-")
     return PlaybookRunner(collections_path, bare_python, {"backend": "none"}, tmp_path, prefix)
+
+
+# The token_cleanup jobs' user, interpreter and scratch space, shared by the role tests.
+from cronjobs import app_python, app_user, job_database, scratch  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position
