@@ -61,6 +61,17 @@ if os.environ.get("OAUTHOPS_TEST_SWAPPED_APPLICATION"):
     OAUTH2_PROVIDER_APPLICATION_MODEL = "swappedapp.PartnerApplication"
 
 if os.environ.get("OAUTHOPS_TEST_NOISY_SETTINGS"):
-    # Real settings files print (debug banners, deprecation notes); the bridge must
-    # keep its JSON channel clean regardless.
+    # Real settings files print (debug banners, deprecation notes), log to stdout and warn; the
+    # bridge must keep its JSON channel clean regardless, and a healthy cron job must stay silent.
+    import sys
+    import warnings
+
     print("settings loaded: this line must not break the bridge")
+    print("settings loaded: and neither must this one on stderr", file=sys.stderr)
+    warnings.warn("noisy settings: a DeprecationWarning at import", DeprecationWarning)
+    warnings.warn("noisy settings: a UserWarning at import", UserWarning)
+    LOGGING = {
+        "version": 1,
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+        "root": {"handlers": ["stdout"], "level": "INFO"},
+    }

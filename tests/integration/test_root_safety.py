@@ -1,0 +1,300 @@
+"""Root against the application user: the token_cleanup role and the modules, tried as an attacker
+on the application account would.
+
+The role runs as root (these tests do); the job's user is the unprivileged test user, who plants
+symbolic links with its own rights (setpriv). After every root run a victim file that the user may
+not touch must keep its owner, mode and content, and a victim directory its listing.
+"""
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cronjobs import (
+    KEPT_ROWS,
+    as_user,
+    finish,
+    host_root,
+    inventory,
+    job_vars,
+    log_entries,
+    read_cron_file,
+    seed_tokens,
+    sqlite_database,
+    start_as_cron,
+    token_rows,
+)
+from provisioning import DJANGO_PROJECT
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role's root runs need root")
+
+GID0_USER = "oauthops-gid0-test"
+
+
+def fingerprint(path):
+    """What an attack through `path` would change."""
+    info = os.lstat(path)
+    listing = sorted(os.listdir(path)) if stat.S_ISDIR(info.st_mode) else Path(path).read_bytes()
+    return stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, listing
+
+
+@pytest.fixture
+def victims(scratch, tmp_path):
+    """A root-only file and directory, each with a fingerprint to compare against."""
+    home = Path(scratch) / ("victims-" + tmp_path.name)
+    home.mkdir(mode=0o755)
+    victim_file = home / "passwd"
+    victim_file.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    victim_file.chmod(0o644)
+    victim_dir = home / "etc"
+    victim_dir.mkdir(mode=0o755)
+    (victim_dir / "keep").write_text("keep\n")
+    victims = {"file": victim_file, "dir": victim_dir}
+    before = {name: fingerprint(path) for name, path in victims.items()}
+    yield victims
+    assert {name: fingerprint(path) for name, path in victims.items()} == before, "root wrote through a planted link"
+    shutil.rmtree(home)
+
+
+def owned_by(user, path, mode=0o755):
+    path.mkdir(mode=mode)
+    os.chown(path, user.pw_uid, user.pw_gid)
+    return path
+
+
+def plant_link(user, link, target):
+    subprocess.run(as_user(user, ["ln", "-s", "--", str(target), str(link)]), check=True)
+
+
+def test_root_never_writes_or_removes_through_a_path_the_user_controls(
+    role_playbook, app_user, app_python, scratch, victims
+):
+    base = host_root(scratch, "attack")
+    hosts = {}
+
+    # The application's own data directory as the job's directory, with links planted in it.
+    app_data = owned_by(app_user, base / "lib" / "shop")
+    plant_link(app_user, app_data / "cleanup.lock", victims["file"])
+    plant_link(app_user, app_data / "oauthops_django_side", victims["dir"])
+    hosts["own-directory"] = job_vars(base, "own-directory", app_user, app_python, directory=str(app_data))
+
+    # A directory the user owns above the job's directory: the directory itself becomes a link.
+    app_home = owned_by(app_user, base / "home")
+    plant_link(app_user, app_home / "job", victims["dir"])
+    hosts["own-parent"] = job_vars(base, "own-parent", app_user, app_python, directory=str(app_home / "job"))
+
+    # The log file's directory, with the log file a link.
+    app_logs = owned_by(app_user, base / "applog")
+    plant_link(app_user, app_logs / "cleanup.log", victims["file"])
+    hosts["own-log-dir"] = job_vars(base, "own-log-dir", app_user, app_python, log_file=str(app_logs / "cleanup.log"))
+
+    # A directory of root's that the user's group may write.
+    shared = base / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, app_user.pw_gid)
+    shared.chmod(0o775)
+    hosts["group-writable"] = job_vars(base, "group-writable", app_user, app_python, directory=str(shared / "job"))
+
+    # A sticky directory that everyone may write (/tmp): the user could create the job's directory first.
+    sticky = base / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    hosts["sticky-missing"] = job_vars(base, "sticky-missing", app_user, app_python, directory=str(sticky / "job"))
+
+    args = inventory(role_playbook.workdir / "inv.json", hosts)
+    cron_dir = base / "cron.d"
+    for state in ("present", "absent"):
+        output = role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": state}, *args, expect_rc=2)
+        reasons = {
+            "own-directory": "%s is owned by %s" % (app_data, app_user.pw_name),
+            "own-parent": "%s is owned by %s" % (app_home, app_user.pw_name),
+            "own-log-dir": "%s is owned by %s" % (app_logs, app_user.pw_name),
+            "group-writable": "%s is writable by its group" % shared,
+            "sticky-missing": "%s is writable by everyone and %s does not exist yet" % (sticky, sticky / "job"),
+        }
+        for host, reason in reasons.items():
+            assert "token_cleanup refuses to write as root through a path that %s can change: %s" % (
+                app_user.pw_name, reason) in output, (host, state, output[-3000:])
+        assert sorted(os.listdir(cron_dir)) == [], "a refused host got a cron file"
+    # The planted links are still there, and nothing else appeared where root was refused.
+    assert sorted(os.listdir(app_data)) == ["cleanup.lock", "oauthops_django_side"]
+    assert os.listdir(app_home) == ["job"] and os.listdir(sticky) == [] and os.listdir(shared) == []
+
+
+def test_in_the_role_s_layout_the_user_can_plant_nothing(role_playbook, app_user, app_python, scratch, victims):
+    base = host_root(scratch, "layout")
+    job = job_vars(base, "job", app_user, app_python)
+    args = inventory(role_playbook.workdir / "inv.json", {"job": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    directory = Path(job["token_cleanup_directory"])
+    assert fingerprint(directory)[:2] == (0o750, 0)
+    lock = directory / "cleanup.lock"
+    assert stat.S_IMODE(os.stat(lock).st_mode) == 0o640 and os.stat(lock).st_uid == 0
+
+    attempts = [
+        ["ln", "-s", str(victims["file"]), str(directory / "planted")],
+        ["mv", str(directory / "environment.json"), str(directory / "moved")],
+        ["ln", "-sfn", str(victims["file"]), str(job["token_cleanup_log_file"])],
+    ]
+    for argv in attempts:
+        completed = subprocess.run(as_user(app_user, argv), capture_output=True, text=True, check=False)
+        assert completed.returncode != 0 and "Permission denied" in completed.stderr, argv
+
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
+    assert {name: os.listdir(base / name) for name in ("cron.d", "lib", "log")} == {"cron.d": [], "lib": [], "log": []}
+
+
+@pytest.fixture(scope="session")
+def gid0_user():
+    try:
+        return pwd.getpwnam(GID0_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--gid", "0", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", GID0_USER],
+            check=True,
+        )
+        return pwd.getpwnam(GID0_USER)
+
+
+INJECTIONS = [
+    # (variable, value): each one alone must fail the role and leave the cron file as it was
+    ("name", "job\n* * * * * root touch /injected\n#"),
+    ("minute", "17\n"),
+    ("minute", "*/0"),
+    ("hour", "* root"),
+    ("day", "#1"),
+    ("month", "13"),
+    ("weekday", "mon-fri"),
+    ("mailto", "ops@example.com\n* * * * * root touch /injected"),
+    ("settings", "testproject.settings\n* * * * * root touch /injected"),
+    ("database", "default\n* * * * * root touch /injected"),
+    ("pythonpath", ["/srv\n* * * * * root touch /injected"]),
+    ("environment", {"A\nB": "x"}),
+    ("user", "nobody\n* * * * * root touch /injected"),
+    ("directory", "/var/lib/x\n* * * * * root touch /injected"),
+]
+ACCEPTED_SCHEDULES = [
+    {"minute": "*/15", "hour": "8-18", "day": "1,15", "month": "jan", "weekday": "MON"},
+    {"minute": "0,30", "hour": "10-20/5", "day": "*", "month": "1-12/3", "weekday": "0-7"},
+]
+
+
+def test_no_value_can_bend_the_cron_file(role_playbook, app_user, app_python, scratch, gid0_user):
+    base = host_root(scratch, "inject")
+    good = job_vars(base, "job", app_user, app_python)
+    args = inventory(role_playbook.workdir / "inv.json", {"job": good})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    cron_file = Path(good["token_cleanup_cron_file"])
+    installed = cron_file.read_bytes()
+
+    hosts = {}
+    for index, (variable, value) in enumerate(INJECTIONS):
+        hosts["bad%d" % index] = dict(good, **{"token_cleanup_" + variable: value})
+    hosts["gid0"] = dict(good, token_cleanup_user=gid0_user.pw_name)
+    output = role_playbook.run(
+        "role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "bad.json", hosts), expect_rc=2
+    )
+    failed = {line.split()[0] for line in output.splitlines() if " failed=1 " in line}
+    assert failed == set(hosts), output[-4000:]
+    assert cron_file.read_bytes() == installed
+    assert "primary group 0" in output and "is not a cron minute field" in output
+    assert not Path("/injected").exists()
+
+    for index, schedule in enumerate(ACCEPTED_SCHEDULES):
+        name = "sched%d" % index
+        job = job_vars(base, name, app_user, app_python, **schedule)
+        role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "ok.json", {name: job}))
+        _environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+        assert cron_job.schedule == " ".join(schedule[field] for field in ("minute", "hour", "day", "month", "weekday"))
+
+
+def test_backslashes_and_percent_signs_reach_the_job_as_written(role_playbook, app_user, app_python, scratch):
+    base = host_root(scratch, "escape")
+    db_env = sqlite_database(scratch, app_user)
+    directory = base / "lib" / "a\\%b\\\\%c\\ d%"
+    job = job_vars(base, "escape", app_user, app_python, directory=str(directory), environment=db_env)
+    role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", {"j": job}))
+    environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+    assert cron_job.stdin == "", "a % of the path ended cron's command"
+    seed_tokens(db_env, "escape")
+    assert finish(start_as_cron(cron_job, environment)) == (0, "", "")
+    ((_timestamp, fields),) = log_entries(job["token_cleanup_log_file"])
+    assert fields["total"] == 18 and directory.is_dir()
+
+
+def test_a_root_run_never_locks_the_job_out_and_leaves_nothing_beside_the_database(
+    role_playbook, app_user, app_python, scratch, victims
+):
+    base = host_root(scratch, "rootrun")
+    db_env = sqlite_database(scratch, app_user)
+    database = Path(db_env["OAUTHOPS_TEST_DB_NAME"])
+    # 0.1.0's lock file beside the database, planted as a link to a file root must not create.
+    plant_link(app_user, str(database) + ".oauthops-cleanup.lock", victims["dir"] / "nologin")
+    job = job_vars(base, "rootrun", app_user, app_python, environment=db_env)
+    args = inventory(role_playbook.workdir / "inv.json", {"j": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+
+    seed_tokens(db_env, "rootrun-module")
+    output = role_playbook.run("module_token_cleanup.yml", {"db_env": db_env})  # the module, as root
+    assert "deleted 18 expired or revoked token rows" in output
+    seed_tokens(db_env, "rootrun-job")
+    root_job = subprocess.run(["/bin/sh", "-c", cron_job.command], capture_output=True, text=True, check=False)
+    assert (root_job.returncode, root_job.stdout, root_job.stderr) == (0, "", "")  # the job's command, as root
+
+    seed_tokens(db_env, "rootrun-cron")
+    assert finish(start_as_cron(cron_job, environment)) == (0, "", ""), "the user's run after root's failed"
+    assert token_rows(db_env) == {model: 3 * rows for model, rows in KEPT_ROWS.items()}
+    assert sorted(os.listdir(database.parent)) == sorted([database.name, database.name + ".oauthops-cleanup.lock"])
+    assert [fields["total"] for _timestamp, fields in log_entries(job["token_cleanup_log_file"])] == [18, 18]
+
+    missing = dict(db_env, OAUTHOPS_TEST_DB_NAME=str(database.parent / "typo.sqlite3"))
+    output = role_playbook.run("module_token_cleanup.yml", {"db_env": missing}, expect_rc=2)
+    assert "the SQLite database %s of database 'default' does not exist" % missing["OAUTHOPS_TEST_DB_NAME"] in output, output
+    assert not Path(missing["OAUTHOPS_TEST_DB_NAME"]).exists()
+
+
+def test_a_healthy_job_is_silent_whatever_the_project_prints(role_playbook, app_user, app_python, scratch):
+    base = host_root(scratch, "noisy")
+    db_env = sqlite_database(scratch, app_user)
+    noisy = dict(db_env, OAUTHOPS_TEST_NOISY_SETTINGS="1")
+    hosts = {
+        "noisy": job_vars(base, "noisy", app_user, app_python, environment=noisy),
+        "broken": job_vars(base, "broken", app_user, app_python,
+                           environment=dict(noisy, OAUTHOPS_TEST_DB_NAME=str(base / "missing.sqlite3"))),
+    }
+    role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", hosts))
+
+    seed_tokens(db_env, "noisy")
+    environment, (cron_job,) = read_cron_file(hosts["noisy"]["token_cleanup_cron_file"])
+    assert finish(start_as_cron(cron_job, environment)) == (0, "", "")
+    ((_timestamp, fields),) = log_entries(hosts["noisy"]["token_cleanup_log_file"])
+    assert fields["total"] == 18 and fields["complete"] is True
+    # Python's default filters hide the DeprecationWarning and show the UserWarning: counted, and quoted.
+    assert fields["warnings"] >= 1 and fields["warning"] == "noisy settings: a UserWarning at import"
+
+    environment, (cron_job,) = read_cron_file(hosts["broken"]["token_cleanup_cron_file"])
+    rc, stdout, stderr = finish(start_as_cron(cron_job, environment))
+    assert (rc, stdout) == (1, "") and stderr.count("\n") == 1
+    assert stderr.startswith("oauthops token cleanup failed: the SQLite database %s" % (base / "missing.sqlite3"))
+    ((_timestamp, fields),) = log_entries(hosts["broken"]["token_cleanup_log_file"])
+    assert fields["failed"] is True
+
+
+def test_the_shipped_django_side_wins_over_a_package_of_that_name_in_the_project(role_playbook, app_user, scratch):
+    project = Path(scratch) / "shadowing-project"
+    shutil.copytree(DJANGO_PROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    impostor = project / "oauthops_django_side"
+    impostor.mkdir()
+    (impostor / "__init__.py").write_text("")
+    (impostor / "_django_side.py").write_text("def main():\n    raise SystemExit('the project shadowed the bridge')\n")
+    db_env = sqlite_database(scratch, app_user)
+    output = role_playbook.run("module_token_cleanup.yml", {"db_env": db_env, "project_path": str(project)})
+    assert "deleted 0 expired or revoked token rows" in output
