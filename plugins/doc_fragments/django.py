@@ -43,10 +43,30 @@ options:
     default: default
   environment:
     description:
-      - Extra environment variables for the Django side, for example a C(DATABASE_URL) that the settings read.
-      - Values may be secrets; they are passed in the environment, never on a command line, and never logged.
+      - Extra environment variables for the Django side, for example C(DJANGO_DEBUG) or a C(DATABASE_URL) that the
+        settings read. They win over O(env_file).
+      - Values are shown like any option's and never masked, so that an ordinary value such as V(0) cannot
+        garble what the module returns. Except secrets, which are masked wherever they could appear (in the
+        task's result, its invocation at C(-vvv), error messages relayed from Django or the database driver):
+        the value of a variable whose name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN), C(KEY),
+        C(CREDENTIAL) or C(DSN) (in any case), and a URL that carries a password (the whole URL, the password,
+        and its pieces of 4 characters or more).
+      - Values reach the Django side in its environment, never on a command line.
+      - E(PYTHONPATH) is added after the module's own paths and O(pythonpath); E(DJANGO_SETTINGS_MODULE) and
+        E(VIRTUAL_ENV) must agree with O(settings) and O(virtualenv) when those are given.
+      - Secrets that need not pass through Ansible at all belong in O(env_file).
     type: dict
     default: {}
+  env_file:
+    description:
+      - A file on the managed host with C(NAME=value) lines, the format of docker's C(env_file) and systemd's
+        C(EnvironmentFile), which the Django side reads itself before it loads the settings. Its values never
+        pass through Ansible; those under secret names (see O(environment)) are scrubbed from every message.
+      - Blank lines and lines starting with C(#) or C(;) are skipped, an C(export) prefix is allowed, and a value
+        in matching quotes loses them. O(environment) wins over the file for a variable both set; a
+        E(PYTHONPATH) of the file is added to C(sys.path).
+      - It must be readable by the user the module runs as (see C(become_user)).
+    type: path
 attributes:
   action_group:
     description: Part of the action group C(oauthops.toolkit.django), to set the shared options once with C(module_defaults).

@@ -7,7 +7,7 @@ The token_cleanup role ships this file with the rest of the Django side (the pac
 `oauthops_django_side`) to the managed host, and cron runs it as the application's user:
 
     cd DIR && /usr/bin/flock -n DIR/cleanup.lock /srv/shop/venv/bin/python -m oauthops_django_side._django_cli \\
-        --project-path /srv/shop --settings shop.settings --env-file DIR/environment.json \\
+        --project-path /srv/shop --settings shop.settings --env-json DIR/environment.json [--env-file /srv/shop/.env] \\
         --log-file /var/log/oauthops-token-cleanup.log [--batch-size N] [--max-runtime S] ...
 
 It runs the operation of the oauth_token_cleanup module, through the same `handle()`, so the
@@ -20,9 +20,10 @@ A successful run prints nothing at all, so cron has nothing to mail: whatever th
 or logs to stdout or stderr while it loads and runs is swallowed, and warnings (Python's, and the
 engine's own, such as an unknown DOT release) are counted in the line as `warnings=N` with the
 first one quoted. A failure appends a line with `failed=true error="..."` to the log, prints that
-one line on stderr (cron mails it) and exits 1. Secrets come from --env-file, a JSON object of
-environment variables readable only by the user, never from the command line: cron files and
-the process list are readable by every user.
+one line on stderr (cron mails it) and exits 1. Secrets come from --env-json, a JSON object of
+environment variables readable only by the user (the role's token_cleanup_environment), and from
+--env-file, the project's own NAME=value file; never from the command line: cron files and the
+process list are readable by every user. Their secret values are scrubbed from every line.
 
 Like the rest of the Django side it imports nothing from Ansible, and Django only when it runs.
 """
@@ -38,7 +39,17 @@ import tempfile
 import time
 import warnings
 
-from ._django_side import OperationError, database_error_message, handle, require_migrated, setup_django
+from ._django_side import (
+    OperationError,
+    apply_env_file,
+    database_error_message,
+    handle,
+    read_env_file,
+    require_migrated,
+    scrub,
+    secret_values,
+    setup_django,
+)
 
 ENGINES = ("oauthops", "cleartokens")
 BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
@@ -53,7 +64,8 @@ def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser.add_argument("--settings", help="settings module (DJANGO_SETTINGS_MODULE)")
     parser.add_argument("--pythonpath", action="append", default=[], help="another directory for sys.path")
     parser.add_argument("--database", default="default", help="alias in DATABASES (default: default)")
-    parser.add_argument("--env-file", help="JSON object of environment variables to set first (secrets go here)")
+    parser.add_argument("--env-json", help="JSON object of environment variables to set first (secrets go here)")
+    parser.add_argument("--env-file", help="NAME=value file of environment variables (the --env-json ones win)")
     parser.add_argument("--log-file", help="append the summary line to this file (created with mode 0640)")
     parser.add_argument(
         "--engine",
@@ -75,6 +87,17 @@ def parse_arguments(argv: list | None) -> argparse.Namespace:
     return args
 
 
+def known_secrets(args: argparse.Namespace) -> list:
+    """The secret values of both environment files, for scrubbing; a file that cannot be read has none."""
+    found = []
+    for path, read in ((args.env_json, load_environment), (args.env_file, read_env_file)):
+        try:
+            found += secret_values(read(path)) if path else []
+        except OperationError:
+            pass
+    return sorted(set(found), key=len, reverse=True)
+
+
 def load_environment(path: str) -> dict:
     try:
         with open(path) as env_file:
@@ -92,8 +115,12 @@ def prepare(args: argparse.Namespace) -> None:
     """What the bridge does for a module run: settings, then the extra environment, then the paths."""
     if args.settings:
         os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    explicit = load_environment(args.env_json) if args.env_json else {}
+    pythonpath = explicit.pop("PYTHONPATH", "")
+    os.environ.update(explicit)
+    sys.path.extend(entry for entry in pythonpath.split(os.pathsep) if entry)
     if args.env_file:
-        os.environ.update(load_environment(args.env_file))
+        apply_env_file(args.env_file, list(explicit))
     if args.project_path:
         try:
             os.chdir(args.project_path)
@@ -205,15 +232,17 @@ def main(argv: list | None = None) -> int:
         except Exception as exc:  # one line for cron's mail; the type says where to look
             error = "%s: %s" % (type(exc).__name__, first_line(exc))
     elapsed = round(time.monotonic() - started, 3)
+    secrets = known_secrets(args)
     if error is None:
         # A run that found the lock taken says so in its summary line already.
         messages = [str(warning.message) for warning in caught]
         messages += [warning for warning in result["warnings"] if warning != result.get("msg")]
+        messages = [scrub(message, secrets) for message in messages]
         line = summary_line(started_at, result_fields(args, result, elapsed) + warning_fields(messages))
     else:
-        sys.stderr.write("oauthops token cleanup failed: %s\n" % first_line(error))
-        fields = [("engine", args.engine), ("failed", True), ("error", first_line(error)), ("elapsed", elapsed)]
-        line = summary_line(started_at, fields)
+        error = scrub(first_line(error), secrets)
+        sys.stderr.write("oauthops token cleanup failed: %s\n" % error)
+        line = summary_line(started_at, [("engine", args.engine), ("failed", True), ("error", error), ("elapsed", elapsed)])
     if log_fd is not None:
         os.write(log_fd, line.encode("utf-8"))  # one write: concurrent appends never interleave
         os.close(log_fd)

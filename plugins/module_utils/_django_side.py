@@ -13,9 +13,13 @@ from Django at import time (Ansible imports it only to ship it).
 The token_cleanup role ships the same files to the managed host, where cron runs
 `_django_cli` (one cleanup per run, a summary line for the log) instead of `main()`.
 
-Request:  {"op": "application", "params": {...}, "check_mode": false, "database": "default"}
+Request:  {"op": "application", "params": {...}, "check_mode": false, "database": "default",
+           "env_file": "/srv/shop/.env" or null, "environment_keys": ["DATABASE_URL", ...]}
 Response: {"ok": true, "result": {...}}
       or: {"ok": false, "error": {"kind": "...", "message": "...", "fields": {...}, "traceback": "..."}}
+
+The values of the `environment` option arrive in the process environment, never in the request;
+`environment_keys` names them so that their secrets can be scrubbed from every message.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 import traceback
+from urllib.parse import unquote
 
 # op name -> module beside this file that implements it (run(params, context))
 OPERATIONS = {
@@ -32,6 +38,97 @@ OPERATIONS = {
     "application_info": "_django_applications",
     "token_cleanup": "_django_cleanup",
 }
+
+
+# An environment variable whose name holds one of these words carries a secret.
+SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "DSN")
+# scheme://user:password@host...: the password is everything between the first ':' after the
+# scheme and the last '@' (an unencoded '/' or '@' in it is what confuses URL parsers).
+URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]*$", re.DOTALL)
+# Pieces of a URL's password shorter than this are not masked on their own: masking every '42' of
+# every message would garble ordinary output more than two characters of a password reveal.
+SHORTEST_MASKED_PIECE = 4
+MASK = "********"
+ENV_FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def secret_values(environment: dict) -> list:
+    """The values of `environment` that are secret, and the pieces of them an error may quote."""
+    found = set()
+    for name, value in environment.items():
+        value = str(value)
+        if not value:
+            continue
+        if any(word in str(name).upper() for word in SECRET_NAME_WORDS):
+            found.add(value)
+        match = URL_WITH_PASSWORD.match(value)
+        if match:
+            password = match.group("password")
+            found.update((value, password, unquote(password)))
+            found.update(piece for piece in re.split(r"[/?#@:]", password) if len(piece) >= SHORTEST_MASKED_PIECE)
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub(text, secrets: list):
+    """`text` with every secret replaced by a mask; longest first, so a secret's pieces go last."""
+    if not isinstance(text, str):
+        return text
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def read_env_file(path: str) -> dict:
+    """A KEY=value file as docker's env_file and systemd's EnvironmentFile hold them.
+
+    Blank lines and lines starting with # or ; are skipped, an `export ` prefix is allowed, and a
+    value wrapped in matching single or double quotes loses them. Errors name the line, never its text.
+    """
+    try:
+        with open(path, encoding="utf-8") as env_file:
+            lines = env_file.read().splitlines()
+    except OSError as exc:
+        raise OperationError("env_file", "cannot read env_file %s (%s)" % (path, exc.strerror))
+    except UnicodeDecodeError:
+        raise OperationError("env_file", "env_file %s is not UTF-8 text" % path)
+    variables = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        name, equals, value = line.partition("=")
+        name = name.strip()
+        if name.startswith("export "):
+            name = name[len("export "):].strip()
+        if not equals or not ENV_FILE_NAME.match(name):
+            raise OperationError("env_file", "env_file %s, line %d: expected NAME=value" % (path, number))
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        variables[name] = value
+    return variables
+
+
+def apply_env_file(path: str, keep: list) -> dict:
+    """Export the variables of env_file, except those the environment option set (`keep`), which win.
+
+    The interpreter has started already, so a PYTHONPATH of the file is added to sys.path here.
+    """
+    variables = read_env_file(path)
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if "DJANGO_SETTINGS_MODULE" in variables and settings_module and "DJANGO_SETTINGS_MODULE" not in keep:
+        if variables["DJANGO_SETTINGS_MODULE"] != settings_module:
+            raise OperationError(
+                "env_file",
+                "env_file %s sets DJANGO_SETTINGS_MODULE=%s, but the settings option says %s: give one of them"
+                % (path, variables["DJANGO_SETTINGS_MODULE"], settings_module),
+            )
+    for name, value in variables.items():
+        if name == "PYTHONPATH":
+            sys.path.extend(entry for entry in value.split(os.pathsep) if entry and entry not in sys.path)
+        elif name not in keep:
+            os.environ[name] = value
+    return variables
 
 
 class OperationError(Exception):
@@ -134,7 +231,15 @@ def database_error_message(exc: Exception) -> str:
     return "database error (%s): %s" % (type(exc).__name__, first_line)
 
 
+def request_secrets(request: dict) -> list:
+    """The secrets this run knows of: those of the environment option, and (once read) of env_file."""
+    keys = request.get("environment_keys") or []
+    return secret_values(dict((name, os.environ.get(name, "")) for name in keys))
+
+
 def handle(request: dict) -> dict:
+    if request.get("env_file"):
+        apply_env_file(request["env_file"], request.get("environment_keys") or [])
     database = request.get("database") or "default"
     context = Context(database, bool(request.get("check_mode")))
     op = request.get("op")
@@ -164,15 +269,38 @@ def reserve_stdout():
     return os.fdopen(answer_fd, "w")
 
 
+def error_response(exc: Exception) -> dict:
+    if isinstance(exc, OperationError):
+        return {"kind": exc.kind, "message": exc.message, "fields": exc.fields}
+    # The bridge shows the message, and the traceback at -vvv.
+    return {"kind": "unexpected", "message": "%s: %s" % (type(exc).__name__, exc), "traceback": traceback.format_exc()}
+
+
+def scrub_error(error: dict, secrets: list) -> dict:
+    """Messages from Django, drivers and settings files may quote a secret of the environment."""
+    scrubbed = dict((key, scrub(value, secrets)) for key, value in error.items())
+    scrubbed["fields"] = dict((name, scrub(text, secrets)) for name, text in (error.get("fields") or {}).items())
+    return scrubbed
+
+
 def main() -> None:
     out = reserve_stdout()
+    request = {}
     try:
-        response = {"ok": True, "result": handle(json.loads(sys.stdin.read() or "{}"))}
-    except OperationError as exc:
-        response = {"ok": False, "error": {"kind": exc.kind, "message": exc.message, "fields": exc.fields}}
-    except Exception as exc:  # the bridge shows the message, and the traceback at -vvv
-        error = {"kind": "unexpected", "message": "%s: %s" % (type(exc).__name__, exc)}
-        error["traceback"] = traceback.format_exc()
-        response = {"ok": False, "error": error}
+        request = json.loads(sys.stdin.read() or "{}")
+        response = {"ok": True, "result": handle(request)}
+        secrets = env_file_secrets(request) + request_secrets(request)
+        response["result"]["warnings"] = [scrub(warning, secrets) for warning in response["result"]["warnings"]]
+    except Exception as exc:
+        secrets = env_file_secrets(request) + request_secrets(request)
+        response = {"ok": False, "error": scrub_error(error_response(exc), secrets)}
     with out:
         json.dump(response, out, default=str)
+
+
+def env_file_secrets(request: dict) -> list:
+    """The secrets of env_file, read again: the run may have failed before or while it read it."""
+    try:
+        return secret_values(read_env_file(request["env_file"])) if request.get("env_file") else []
+    except OperationError:
+        return []

@@ -20,6 +20,8 @@ import json
 import os
 import sys
 
+from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.oauthops.toolkit.plugins.module_utils import _django_applications, _django_cleanup, _django_cleanup_rules, _django_side
 
 SIDE_PACKAGE = "oauthops_django_side"
@@ -38,11 +40,30 @@ def django_argument_spec():
         python=dict(type="path"),
         pythonpath=dict(type="list", elements="path", default=[]),
         database=dict(type="str", default="default"),
-        environment=dict(type="dict", default={}, no_log=True),
+        # Not no_log: Ansible would mask every occurrence of every value in every result (a "0" turns
+        # every count into a mask). DjangoModule masks the secret values alone.
+        environment=dict(type="dict", default={}, no_log=False),
+        env_file=dict(type="path"),
     )
 
 
 DJANGO_MUTUALLY_EXCLUSIVE = [("virtualenv", "python")]
+
+
+# Variables the bridge itself sets for the Django side; PYTHONPATH is merged instead.
+BRIDGE_VARIABLES = {"DJANGO_SETTINGS_MODULE": "settings", "VIRTUAL_ENV": "virtualenv"}
+
+
+class DjangoModule(AnsibleModule):
+    """AnsibleModule that masks the secret values of the `environment` option, and only those.
+
+    no_log on the option would mask every value everywhere; here the values under secret names
+    (and URLs' passwords) join no_log_values before the module logs its invocation.
+    """
+
+    def _log_invocation(self):
+        self.no_log_values.update(_django_side.secret_values(self.params.get("environment") or {}))
+        super(DjangoModule, self)._log_invocation()
 
 
 def write_side_package(directory):
@@ -76,15 +97,22 @@ class DjangoBridge:
         return python
 
     def environment(self):
+        extra = dict((str(key), str(value)) for key, value in self.params["environment"].items())
+        for name, option in BRIDGE_VARIABLES.items():
+            if name in extra and self.params[option] and extra[name] != self.params[option]:
+                self.module.fail_json(
+                    msg="environment sets %s=%s, but the %s option says %s: give one of them"
+                    % (name, extra[name], option, self.params[option])
+                )
+        # The shipped package's directory first, then the task's paths, then the host's.
         paths = [self.module.tmpdir] + list(self.params["pythonpath"])
-        if os.environ.get("PYTHONPATH"):
-            paths.append(os.environ["PYTHONPATH"])
-        env = {"PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+        paths += [extra.pop("PYTHONPATH", ""), os.environ.get("PYTHONPATH", "")]
+        env = {"PYTHONPATH": os.pathsep.join(path for path in paths if path), "PYTHONUNBUFFERED": "1"}
         if self.params["settings"]:
             env["DJANGO_SETTINGS_MODULE"] = self.params["settings"]
         if self.params["virtualenv"]:
             env["VIRTUAL_ENV"] = self.params["virtualenv"]
-        env.update((str(key), str(value)) for key, value in self.params["environment"].items())
+        env.update(extra)
         return env
 
     def call(self, op, params):
@@ -99,6 +127,8 @@ class DjangoBridge:
             "params": params,
             "check_mode": self.module.check_mode,
             "database": self.params["database"],
+            "env_file": self.params["env_file"],
+            "environment_keys": sorted(str(key) for key in self.params["environment"]),
         }
         rc, out, err = self.module.run_command(
             [python, "-c", BOOTSTRAP % self.module.tmpdir],

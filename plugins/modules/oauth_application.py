@@ -210,11 +210,10 @@ client_secret:
   sample: 8ZkA3o0c2Bu...
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (
     DJANGO_MUTUALLY_EXCLUSIVE,
     DjangoBridge,
+    DjangoModule,
     django_argument_spec,
 )
 
@@ -264,7 +263,7 @@ def main():
         hash_client_secret=dict(type="bool"),
         update_secret=dict(type="str", choices=["always", "on_create"], default="always", no_log=False),
     )
-    module = AnsibleModule(
+    module = DjangoModule(
         argument_spec=argument_spec,
         mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,

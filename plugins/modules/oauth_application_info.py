@@ -71,11 +71,10 @@ applications:
       updated: "2026-11-27T10:00:00.000000+00:00"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (
     DJANGO_MUTUALLY_EXCLUSIVE,
     DjangoBridge,
+    DjangoModule,
     django_argument_spec,
 )
 
@@ -83,7 +82,7 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge imp
 def main():
     argument_spec = django_argument_spec()
     argument_spec.update(client_id=dict(type="list", elements="str"))
-    module = AnsibleModule(
+    module = DjangoModule(
         argument_spec=argument_spec,
         mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,

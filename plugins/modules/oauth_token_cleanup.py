@@ -252,11 +252,10 @@ msg:
   sample: deleted 57041 expired or revoked token rows in 8 batches
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (
     DJANGO_MUTUALLY_EXCLUSIVE,
     DjangoBridge,
+    DjangoModule,
     django_argument_spec,
 )
 
@@ -272,7 +271,7 @@ def main():
         lock=dict(type="bool", default=True),
         lock_timeout=dict(type="float", default=0),
     )
-    module = AnsibleModule(
+    module = DjangoModule(
         argument_spec=argument_spec,
         mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,

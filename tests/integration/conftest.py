@@ -65,7 +65,16 @@ class PlaybookRunner:
     def django_env(self):
         return {key: value for key, value in self.database.items() if key.startswith("OAUTHOPS_")}
 
-    def run(self, playbook, extra_vars=None, *args, expect_rc=0):
+    @staticmethod
+    def project_path():
+        return str(DJANGO_PROJECT)
+
+    @staticmethod
+    def project_python():
+        return PROJECT_PYTHON
+
+    def command(self, playbook, extra_vars, args, environ=None):
+        """The ansible-playbook command line and its environment."""
         variables = {
             "project_path": str(DJANGO_PROJECT),
             "project_python": PROJECT_PYTHON,
@@ -84,6 +93,7 @@ class PlaybookRunner:
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_RETRY_FILES_ENABLED="0",
             ANSIBLE_LOCAL_TEMP=str(self.workdir / "ansible-local"),
+            **(environ or {}),
         )
         command = [
             str(Path(sys.executable).parent / "ansible-playbook"),
@@ -95,15 +105,23 @@ class PlaybookRunner:
             "@%s" % vars_file,
             str(PLAYBOOKS / playbook),
         ] + list(args)
+        return command, env
+
+    def run(self, playbook, extra_vars=None, *args, expect_rc=0, environ=None):
+        command, env = self.command(playbook, extra_vars, args, environ)
         completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         output = completed.stdout + completed.stderr
         assert completed.returncode == expect_rc, "%s exited %s:\n%s" % (playbook, completed.returncode, output)
         return output
 
+    def start(self, playbook, extra_vars=None, *args):
+        """The playbook, started: for tests that watch it while it runs."""
+        command, env = self.command(playbook, extra_vars, args)
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
 
 @pytest.fixture
 def playbook(collections_path, bare_python, database, tmp_path, request):
-    # Not the backend name: db_env is no_log, so its values are masked in every output.
     prefix = request.node.originalname.replace("_", "-")
     return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix)
 

@@ -45,6 +45,13 @@ if _backend == "mysql":
     _database["OPTIONS"] = {"charset": "utf8mb4"}
 DATABASES = {"default": _database}
 
+if os.environ.get("OAUTHOPS_TEST_DATABASE_URL"):
+    # What dj-database-url and its kin do with a DATABASE_URL: with an unencoded '/' in the password,
+    # urllib reads a piece of the password as the port, and its error quotes that piece.
+    import urllib.parse
+
+    urllib.parse.urlsplit(os.environ["OAUTHOPS_TEST_DATABASE_URL"]).port
+
 # Named explicitly so migrations of testapp can depend on them as swappable models.
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 
