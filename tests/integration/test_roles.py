@@ -198,3 +198,47 @@ def test_applications_role_converges_and_keeps_secrets_out_of_the_output(playboo
     for line in ("%s-web: created", "%s-worker: created", "%s-web: unchanged", "%s-worker: unchanged"):
         assert line % playbook.prefix in output, "the summary names each application by client_id"
     assert "%s-broken: redirect_uris: " % playbook.prefix in output
+
+
+def test_the_job_reads_the_projects_env_file_and_never_shows_its_secrets(role_playbook, app_user, app_python, scratch):
+    base = host_root(scratch, "envfile")
+    db_env = sqlite_database(scratch, app_user)
+    canary = "canary-" + secrets.token_hex(8)
+    password = "Pw7Kq2Lm/Zx9Rt4V"
+    project_env = base / "project.env"
+    broken_env = base / "broken.env"
+    # The project's file names a database that does not exist; token_cleanup_environment wins over it.
+    project_env.write_text(
+        "OAUTHOPS_TEST_DB=sqlite\nOAUTHOPS_TEST_DB_NAME=/nonexistent.sqlite3\nOAUTHOPS_TEST_SECRET_KEY=%s\n" % canary
+    )
+    broken_env.write_text(
+        "OAUTHOPS_TEST_SECRET_KEY=%s\nOAUTHOPS_TEST_DATABASE_URL=\"postgres://shop:%s@db/shop\"\n" % (canary, password)
+    )
+    for path in (project_env, broken_env):
+        os.chown(path, 0, app_user.pw_gid)
+        path.chmod(0o640)
+    hosts = {
+        "good": job_vars(base, "good", app_user, app_python, env_file=str(project_env),
+                         environment={"OAUTHOPS_TEST_DB_NAME": db_env["OAUTHOPS_TEST_DB_NAME"]}),
+        "broken": job_vars(base, "broken", app_user, app_python, env_file=str(broken_env), environment=db_env),
+    }
+    output = role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", hosts),
+                               "-vvv", "--diff")
+    secret_pieces = [canary, password] + password.split("/")
+    assert [piece for piece in secret_pieces if piece in output] == []
+
+    seed_tokens(db_env, "envfile")
+    environment, (good,) = read_cron_file(hosts["good"]["token_cleanup_cron_file"])
+    assert "--env-file %s" % project_env in good.command
+    assert finish(start_as_cron(good, environment)) == (0, "", "")
+    ((_timestamp, fields),) = log_entries(hosts["good"]["token_cleanup_log_file"])
+    assert fields["total"] == 18
+
+    environment, (broken,) = read_cron_file(hosts["broken"]["token_cleanup_cron_file"])
+    rc, stdout, stderr = finish(start_as_cron(broken, environment))
+    assert (rc, stdout) == (1, "")
+    assert stderr == "oauthops token cleanup failed: ValueError: Port could not be cast to integer value as '********'\n"
+    log_text = Path(hosts["broken"]["token_cleanup_log_file"]).read_text()
+    assert "failed=true" in log_text and [piece for piece in secret_pieces if piece in log_text + stderr] == []
+    for cron_file in (hosts["good"]["token_cleanup_cron_file"], hosts["broken"]["token_cleanup_cron_file"]):
+        assert [piece for piece in secret_pieces if piece in Path(cron_file).read_text()] == []

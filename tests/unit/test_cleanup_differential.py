@@ -372,8 +372,11 @@ def test_settings_errors_are_one_line(dot_settings):
     [
         ({"batch_size": 0}, "batch_size: must be an integer at least 1, got 0"),
         ({"batch_size": 2.5}, "batch_size: must be an integer at least 1, got 2.5"),
-        ({"batch_interval": -1}, "batch_interval: must be a number at least 0, got -1"),
-        ({"max_runtime": 0}, "max_runtime: must be a number greater than 0, got 0"),
+        ({"batch_interval": -1}, "batch_interval: must be a finite number at least 0, got -1"),
+        ({"batch_interval": float("nan")}, "batch_interval: must be a finite number at least 0, got nan"),
+        ({"max_runtime": 0}, "max_runtime: must be a finite number greater than 0, got 0"),
+        ({"max_runtime": float("inf")}, "max_runtime: must be a finite number greater than 0, got inf"),
+        ({"lock_timeout": float("-inf")}, "lock_timeout: must be a finite number at least 0, got -inf"),
     ],
 )
 def test_invalid_options(params, message):

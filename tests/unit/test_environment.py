@@ -1,0 +1,101 @@
+"""Which environment values are secret, how messages are scrubbed of them, and how env_file is read."""
+
+import importlib
+import os
+import sys
+
+import pytest
+
+
+def side():
+    """The shipped _django_side (on sys.path once the session's fixture has laid the package out)."""
+    return importlib.import_module("oauthops_django_side._django_side")
+
+
+def secret_values(environment):
+    return side().secret_values(environment)
+
+
+def read_env_file(path):
+    return side().read_env_file(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("DATABASE_PASSWORD", "hunter22", True),
+        ("db_passwd", "hunter22", True),
+        ("DJANGO_SECRET_KEY", "abc", True),
+        ("GITHUB_TOKEN", "ghp", True),
+        ("API_KEY", "k", True),
+        ("AWS_CREDENTIALS", "c", True),
+        ("SENTRY_DSN", "https://key@sentry.example/1", True),
+        ("DJANGO_DEBUG", "0", False),
+        ("PORT", "10000", False),
+        ("DB_ENGINE", "sqlite", False),
+        ("DATABASE_PASSWORD", "", False),  # nothing to hide, and masking "" would mask everything
+    ],
+)
+def test_secret_by_name(name, value, secret):
+    assert (value in secret_values({name: value})) is secret
+
+
+def test_a_url_with_a_password_is_secret_whatever_its_name():
+    url = "postgres://shop:Pw7K%2Fq@Lm/Zx9R@db.example:5432/shop"
+    found = secret_values({"DATABASE_URL": url})
+    # The URL, its password as written and decoded, and its pieces of 4 characters or more.
+    assert {url, "Pw7K%2Fq@Lm/Zx9R", "Pw7K/q@Lm/Zx9R", "Pw7K%2Fq", "Zx9R"} <= set(found)
+    assert "Lm" not in found
+    assert secret_values({"HOMEPAGE": "https://example.com/a:b@c"}) == []
+    assert secret_values({"BROKER": "amqp://guest@rabbit//"}) == []  # a user, no password
+
+
+def test_scrub_replaces_longest_first_and_leaves_other_text():
+    found = secret_values({"DATABASE_URL": "postgres://u:Pw7Kq2Lm/Zx9Rt4V@h/db"})
+    message = "Port could not be cast to integer value as 'Pw7Kq2Lm'; url postgres://u:Pw7Kq2Lm/Zx9Rt4V@h/db; 42"
+    mask = side().MASK
+    assert side().scrub(message, found) == "Port could not be cast to integer value as '%s'; url %s; 42" % (mask, mask)
+    assert side().scrub(7, found) == 7
+
+
+def test_env_file_format(tmp_path):
+    env_file = tmp_path / "project.env"
+    env_file.write_text(
+        "# comment\n; another\n\nPLAIN=value with spaces\nexport EXPORTED=1\nDOUBLE=\"quoted # not a comment\"\n"
+        "SINGLE='it''s'\nEMPTY=\nEQUALS=a=b\n  INDENTED = x \n"
+    )
+    assert read_env_file(str(env_file)) == {
+        "PLAIN": "value with spaces",
+        "EXPORTED": "1",
+        "DOUBLE": "quoted # not a comment",
+        "SINGLE": "it''s",
+        "EMPTY": "",
+        "EQUALS": "a=b",
+        "INDENTED": "x",
+    }
+
+
+@pytest.mark.parametrize("line", ["no equals sign", "BAD-NAME=x", "=value", "1ST=x"])
+def test_env_file_errors_name_the_line_never_its_text(tmp_path, line):
+    env_file = tmp_path / "project.env"
+    env_file.write_text("GOOD=1\n%s\n" % line)
+    with pytest.raises(side().OperationError) as error:
+        read_env_file(str(env_file))
+    assert error.value.message == "env_file %s, line 2: expected NAME=value" % env_file
+    with pytest.raises(side().OperationError, match="cannot read env_file .*missing.env .No such file or directory."):
+        read_env_file(str(tmp_path / "missing.env"))
+
+
+def test_env_file_yields_to_the_environment_option_and_extends_sys_path(tmp_path, monkeypatch):
+    env_file = tmp_path / "project.env"
+    env_file.write_text("OAUTHOPS_UNIT_A=from-file\nOAUTHOPS_UNIT_B=from-file\nPYTHONPATH=/srv/a:/srv/b\n")
+    monkeypatch.setenv("OAUTHOPS_UNIT_A", "from-option")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    side().apply_env_file(str(env_file), ["OAUTHOPS_UNIT_A"])
+    assert (os.environ["OAUTHOPS_UNIT_A"], os.environ["OAUTHOPS_UNIT_B"]) == ("from-option", "from-file")
+    assert sys.path[-2:] == ["/srv/a", "/srv/b"]
+    monkeypatch.delenv("OAUTHOPS_UNIT_B")
+
+    env_file.write_text("DJANGO_SETTINGS_MODULE=other.settings\n")
+    with pytest.raises(side().OperationError, match="sets DJANGO_SETTINGS_MODULE=other.settings, but the settings"):
+        side().apply_env_file(str(env_file), [])
