@@ -46,11 +46,11 @@ options:
       - Extra environment variables for the Django side, for example C(DJANGO_DEBUG) or a C(DATABASE_URL) that the
         settings read. They win over O(env_file).
       - Values are shown like any option's and never masked, so that an ordinary value such as V(0) cannot
-        garble what the module returns. Except secrets, which are masked wherever they could appear (in the
-        task's result, its invocation at C(-vvv), error messages relayed from Django or the database driver):
-        the value of a variable whose name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN), C(KEY),
-        C(CREDENTIAL) or C(DSN) (in any case), and a URL that carries a password (the whole URL, the password,
-        and its pieces of 4 characters or more).
+        garble what the module returns.
+      - Secrets are the exception, masked wherever they could appear (the task's result, its module arguments,
+        error messages relayed from Django or the database driver). A secret is the value of a variable whose
+        name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN), C(KEY), C(CREDENTIAL) or C(DSN) (in any case),
+        or a URL that carries a password (the whole URL, the password, and its pieces of 4 characters or more).
       - Values reach the Django side in its environment, never on a command line.
       - E(PYTHONPATH) is added after the module's own paths and O(pythonpath); E(DJANGO_SETTINGS_MODULE) and
         E(VIRTUAL_ENV) must agree with O(settings) and O(virtualenv) when those are given.

@@ -22,7 +22,7 @@ description:
     too). A directory writable by everyone with the sticky bit (C(/tmp)) is trusted only for names that exist
     and that O(user) does not own.
   - When the module runs as O(user) itself, there is nothing to protect and every path is trusted.
-  - Without O(user), every user but root is distrusted: a path is trusted only when nobody else can change it.
+  - Without O(user), every user but root is distrusted, and a path is trusted only when nobody else can change it.
 author:
   - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:

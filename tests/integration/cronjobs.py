@@ -309,5 +309,3 @@ def database_env(database):
 def mode_and_owner(path):
     info = os.stat(path)
     return stat.S_IMODE(info.st_mode), info.st_uid
-
-
