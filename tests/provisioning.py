@@ -43,7 +43,10 @@ def backend_unavailable(backend, reason):
 def provisioned_database(backend, workdir):
     """Yield the environment that points tests/django_project at a fresh database."""
     if backend == "sqlite":
-        yield {"OAUTHOPS_TEST_DB": "sqlite", "OAUTHOPS_TEST_DB_NAME": str(Path(workdir) / "test.sqlite3")}
+        # An empty file is an empty SQLite database; the modules refuse a missing one.
+        path = Path(workdir) / "test.sqlite3"
+        path.touch()
+        yield {"OAUTHOPS_TEST_DB": "sqlite", "OAUTHOPS_TEST_DB_NAME": str(path)}
         return
     try:
         server = dbservers.discover(backend)

@@ -157,9 +157,6 @@ def group_name(gid):
 def untrusted_reason(path, user, seen=None):
     """The first way `user` could redirect a write through `path`, or None."""
     seen = set() if seen is None else seen
-    if path in seen:
-        return "%s is part of a symbolic link loop" % path
-    seen.add(path)
     parent = "/"
     parent_info = os.lstat(parent)
     components = [part for part in path.split("/") if part]
@@ -182,6 +179,9 @@ def untrusted_reason(path, user, seen=None):
                 return "%s is a symbolic link" % current
             if user.owns(info):
                 return "%s is a symbolic link owned by %s" % (current, user.name or user_name(info.st_uid))
+            if current in seen:
+                return "%s is part of a symbolic link loop" % current
+            seen.add(current)
             target = os.path.normpath(os.path.join(parent, os.readlink(current)))
             rest = "/".join(components[index + 1:])
             return untrusted_reason(os.path.join(target, rest), user, seen)

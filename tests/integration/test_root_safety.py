@@ -6,6 +6,7 @@ symbolic links with its own rights (setpriv). After every root run a victim file
 not touch must keep its owner, mode and content, and a victim directory its listing.
 """
 
+import json
 import os
 import pwd
 import shutil
@@ -298,3 +299,37 @@ def test_the_shipped_django_side_wins_over_a_package_of_that_name_in_the_project
     db_env = sqlite_database(scratch, app_user)
     output = role_playbook.run("module_token_cleanup.yml", {"db_env": db_env, "project_path": str(project)})
     assert "deleted 0 expired or revoked token rows" in output
+
+
+def test_path_trust_info_follows_links_and_knows_hard_links(role_playbook, app_user, scratch, tmp_path):
+    base = host_root(scratch, "trust")
+    (base / "root-file").write_text("x")
+    os.link(base / "root-file", base / "hard-link")
+    (base / "loop").symlink_to(base / "loop")
+    os.symlink(owned_by(app_user, base / "app-dir"), base / "root-link-to-app-dir")  # a link of root's
+    other = base / "other-owner"
+    other.mkdir()
+    os.chown(other, 1, 1)  # daemon: not the application user, but not root either
+    paths = {
+        str(base / "lib" / "new" / "file"): (None, None),
+        str(base / "link-at-the-end"): ("%s is a symbolic link", "%s is a symbolic link"),
+        str(base / "hard-link"): ("%s has 2 hard links, so changing it changes another name too",) * 2,
+        str(base / "root-link-to-app-dir" / "file"): ("%s is owned by " + app_user.pw_name,) * 2,
+        str(base / "loop" / "file"): ("%s is part of a symbolic link loop",) * 2,
+        str(base / "root-file" / "file"): ("%s is not a directory",) * 2,
+        str(other / "file"): (None, "%s is owned by daemon"),
+    }
+    os.symlink("/etc/passwd", base / "link-at-the-end")
+    role_playbook.run("path_trust.yml", {"paths": list(paths), "app_user": app_user.pw_name})
+    answers = json.loads((role_playbook.workdir / "answers.json").read_text())
+    subjects = {
+        str(base / "link-at-the-end"): base / "link-at-the-end",
+        str(base / "hard-link"): base / "hard-link",
+        str(base / "root-link-to-app-dir" / "file"): base / "app-dir",
+        str(base / "loop" / "file"): base / "loop",
+        str(base / "root-file" / "file"): base / "root-file",
+        str(other / "file"): other,
+    }
+    for column, who in enumerate(("user", "everyone")):
+        expected = {path: reasons[column] % subjects[path] for path, reasons in paths.items() if reasons[column]}
+        assert {entry["path"]: entry["reason"] for entry in answers[who]} == expected, who
