@@ -59,7 +59,16 @@ def _secret_matches(declared: str, stored: str) -> bool:
     return constant_time_compare(declared, stored)
 
 
-def _resolve_user(value, database: str):
+def _named(user) -> str:
+    return "%r (pk %s)" % (user.get_username(), user.pk)
+
+
+def _resolve_user(value, lookup: str, database: str):
+    """The owner that `value` names, by USERNAME_FIELD, by primary key or (auto) by either.
+
+    In auto, a value that is the USERNAME_FIELD of one user and the primary key of another is
+    refused: taking either would attach the application to a user without a word about the other.
+    """
     from django.contrib.auth import get_user_model
     from django.core.exceptions import ValidationError
 
@@ -67,18 +76,25 @@ def _resolve_user(value, database: str):
     if value == "":
         return None
     user_model = get_user_model()
+    field = user_model.USERNAME_FIELD
     users = user_model._default_manager.db_manager(database)
-    user = users.filter(**{user_model.USERNAME_FIELD: value}).first()
-    if user is None:
+    by_name = users.filter(**{field: value}).first() if lookup != "pk" else None
+    by_pk = None
+    if lookup != "username":
         try:
-            user = users.filter(pk=value).first()
+            by_pk = users.filter(pk=value).first()
         except (ValueError, TypeError, ValidationError):
-            user = None
-    if user is None:
+            by_pk = None
+    if by_name is not None and by_pk is not None and by_name.pk != by_pk.pk:
         raise OperationError(
-            "not_found",
-            "user '%s' does not exist (looked up by %s and by primary key)" % (value, user_model.USERNAME_FIELD),
+            "ambiguous",
+            "user %r is ambiguous: the %s of user %s and the primary key of user %s; "
+            "set user_lookup to username or pk to choose" % (value, field, _named(by_name), _named(by_pk)),
         )
+    user = by_name or by_pk
+    if user is None:
+        looked_up = {"auto": "%s and by primary key" % field, "username": field, "pk": "primary key"}[lookup]
+        raise OperationError("not_found", "user %r does not exist (looked up by %s)" % (value, looked_up))
     return user
 
 
@@ -156,7 +172,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
         if spec.get(name) is not None:
             assign(name, " ".join(str(item) for item in spec[name]))
     if spec.get("user") is not None:
-        user = _resolve_user(spec["user"], database)
+        user = _resolve_user(spec["user"], spec.get("user_lookup", "auto"), database)
         if creating or instance.user_id != (user.pk if user else None):
             instance.user = user
             changed.append("user")

@@ -83,9 +83,19 @@ options:
     elements: str
   user:
     description:
-      - Owner of the application, as a username (the user model's C(USERNAME_FIELD)) or a primary key.
-      - A username is tried first, then a primary key. An empty string removes the owner.
+      - Owner of the application, as a username (the user model's C(USERNAME_FIELD), for example an email
+        address) or a primary key, as O(user_lookup) says. An empty string removes the owner.
     type: raw
+  user_lookup:
+    description:
+      - How O(user) names the owner.
+      - V(auto) accepts a username or a primary key. A value that is the username of one user and the primary key
+        of another (V(12) when user 7 is called C(12)) fails the task, naming both users, rather than guessing;
+        choose with V(username) or V(pk).
+      - V(username) looks the value up in C(USERNAME_FIELD) only, V(pk) in the primary key only.
+    type: str
+    choices: [auto, username, pk]
+    default: auto
   skip_authorization:
     description: Skip the user's consent screen for this application.
     type: bool
@@ -167,6 +177,12 @@ EXAMPLES = r"""
         client_secret: "{{ vault_reports_client_secret }}"
         update_secret: on_create
 
+    - name: The owner by primary key, where a username could look like one
+      oauthops.toolkit.oauth_application:
+        client_id: reports
+        user: 12
+        user_lookup: pk
+
     - name: Retire an application (its tokens and grants go with it)
       oauthops.toolkit.oauth_application:
         client_id: legacy-app
@@ -212,64 +228,23 @@ client_secret:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.oauthops.toolkit.plugins.module_utils._application_spec import application_argument_spec
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (
     DJANGO_MUTUALLY_EXCLUSIVE,
     DjangoBridge,
     django_argument_spec,
 )
 
-APPLICATION_OPTIONS = (
-    "client_id",
-    "state",
-    "name",
-    "client_type",
-    "authorization_grant_type",
-    "redirect_uris",
-    "post_logout_redirect_uris",
-    "allowed_origins",
-    "user",
-    "skip_authorization",
-    "algorithm",
-    "client_secret",
-    "hash_client_secret",
-    "update_secret",
-)
-
 
 def main():
     argument_spec = django_argument_spec()
-    argument_spec.update(
-        client_id=dict(type="str", required=True),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        name=dict(type="str"),
-        client_type=dict(type="str", choices=["confidential", "public"]),
-        authorization_grant_type=dict(
-            type="str",
-            choices=[
-                "authorization-code",
-                "implicit",
-                "password",
-                "client-credentials",
-                "openid-hybrid",
-                "urn:ietf:params:oauth:grant-type:device_code",
-            ],
-        ),
-        redirect_uris=dict(type="list", elements="str"),
-        post_logout_redirect_uris=dict(type="list", elements="str"),
-        allowed_origins=dict(type="list", elements="str"),
-        user=dict(type="raw"),
-        skip_authorization=dict(type="bool"),
-        algorithm=dict(type="str", choices=["none", "RS256", "HS256"]),
-        client_secret=dict(type="str", no_log=True),
-        hash_client_secret=dict(type="bool"),
-        update_secret=dict(type="str", choices=["always", "on_create"], default="always", no_log=False),
-    )
+    argument_spec.update(application_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    params = dict((name, module.params[name]) for name in APPLICATION_OPTIONS)
+    params = dict((name, module.params[name]) for name in application_argument_spec())
     result = DjangoBridge(module).call("application", params)
     if not module._diff:
         result.pop("diff")

@@ -1,4 +1,10 @@
-"""Reconcile rules of oauth_application, in-process against a real database."""
+"""Reconcile rules of oauth_application, in-process against a real database.
+
+tests/tools/run-unit runs this file a second time per backend with OAUTHOPS_TEST_CUSTOM_USER set,
+so the user rules are proven on a user model whose USERNAME_FIELD is "email" as well.
+"""
+
+import os
 
 import pytest
 
@@ -45,11 +51,31 @@ def web(**changes):
     return declared
 
 
-@pytest.fixture
-def alice():
+def make_user(username):
+    """A user of the session's user model whose USERNAME_FIELD is `username`."""
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user("alice", password="unused-password")
+    return get_user_model().objects.create_user(username)
+
+
+def username_field():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().USERNAME_FIELD
+
+
+@pytest.fixture
+def alice():
+    return make_user("alice")
+
+
+def refused(**params):
+    """The OperationError that converging `params` raises."""
+    django_side = side()[0]
+    with pytest.raises(django_side.OperationError) as raised:
+        converge(**params)
+    assert "\n" not in raised.value.message
+    return raised.value
 
 
 def test_create_then_rerun_is_unchanged():
@@ -161,9 +187,65 @@ def test_user_by_username_by_primary_key_and_cleared(alice):
 
 
 def test_unknown_user_is_a_clear_error_and_writes_nothing():
-    django_side = side()[0]
-    with pytest.raises(django_side.OperationError, match="user 'nobody' does not exist"):
-        converge(**web(user="nobody"))
+    error = refused(**web(user="nobody"))
+    assert error.message == "user 'nobody' does not exist (looked up by %s and by primary key)" % username_field()
+    assert stored("web") is None
+
+
+def test_the_custom_user_switch_takes_effect():
+    expected = "email" if os.environ.get("OAUTHOPS_TEST_CUSTOM_USER") else "username"
+    assert username_field() == expected
+
+
+@pytest.fixture
+def two_users_one_value():
+    """(by_pk, by_name, value): `value` is by_pk's primary key and by_name's username."""
+    by_pk = make_user("the-pk-owner")
+    by_name = make_user(str(by_pk.pk))
+    assert by_name.pk != by_pk.pk
+    return by_pk, by_name, str(by_pk.pk)
+
+
+@pytest.mark.parametrize("as_integer", [False, True])
+def test_a_value_naming_two_users_is_refused_naming_both(two_users_one_value, as_integer):
+    by_pk, by_name, value = two_users_one_value
+    error = refused(**web(user=int(value) if as_integer else value))
+    assert error.kind == "ambiguous"
+    assert error.message == (
+        "user '%s' is ambiguous: the %s of user '%s' (pk %s) and the primary key of user 'the-pk-owner' (pk %s); "
+        "set user_lookup to username or pk to choose" % (value, username_field(), value, by_name.pk, by_pk.pk)
+    )
+    assert stored("web") is None
+
+
+def test_an_ambiguous_owner_changes_nothing_on_an_existing_application(two_users_one_value, alice):
+    converge(**web(user="alice"))
+    before = stored("web")
+    refused(client_id="web", user=two_users_one_value[2])
+    assert (stored("web").user_id, stored("web").updated) == (alice.pk, before.updated)
+
+
+def test_user_lookup_chooses_between_the_two(two_users_one_value):
+    by_pk, by_name, value = two_users_one_value
+    assert converge(**web(user=value, user_lookup="pk"))["application"]["user"] == "the-pk-owner"
+    assert stored("web").user_id == by_pk.pk
+    assert converge(**web(user=value, user_lookup="username"))["application"]["user"] == value
+    assert stored("web").user_id == by_name.pk
+
+
+def test_a_value_naming_the_same_user_both_ways_is_that_user():
+    user = make_user("renamed-below")
+    setattr(user, username_field(), str(user.pk))
+    user.save()
+    assert converge(**web(user=str(user.pk)))["application"]["user"] == str(user.pk)
+    assert stored("web").user_id == user.pk
+
+
+def test_user_lookup_looks_only_where_it_says(alice):
+    error = refused(**web(user=str(alice.pk), user_lookup="username"))
+    assert error.message == "user '%s' does not exist (looked up by %s)" % (alice.pk, username_field())
+    error = refused(**web(user="alice", user_lookup="pk"))
+    assert error.message == "user 'alice' does not exist (looked up by primary key)"
     assert stored("web") is None
 
 
