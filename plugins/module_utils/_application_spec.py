@@ -22,6 +22,9 @@ GRANT_TYPES = [
     "urn:ietf:params:oauth:grant-type:device_code",
 ]
 
+APPLICATION_MUTUALLY_EXCLUSIVE = [("client_secret", "regenerate_secret")]
+
+
 def application_argument_spec():
     return dict(
         client_id=dict(type="str", required=True),
@@ -39,4 +42,5 @@ def application_argument_spec():
         client_secret=dict(type="str", no_log=True),
         hash_client_secret=dict(type="bool"),
         update_secret=dict(type="str", choices=["always", "on_create"], default="always", no_log=False),
+        regenerate_secret=dict(type="bool", default=False, no_log=False),
     )

@@ -98,6 +98,33 @@ def _resolve_user(value, lookup: str, database: str):
     return user
 
 
+def _refuse_unsafe_input(spec: dict) -> None:
+    """Refuse values that DOT would store as something weaker than the task says.
+
+    An empty secret usually comes from a lookup that found nothing, and DOT accepts it; list
+    items are stored space-separated, so one item holding whitespace would allow every part of it.
+    """
+    problems = {}
+    if spec.get("client_secret") == "":
+        problems["client_secret"] = [
+            "must not be empty (often a lookup that found nothing); leave it out to keep the stored secret "
+            "(a new application gets one from DOT), or set regenerate_secret to have DOT generate a new one"
+        ]
+    for name in LIST_FIELDS:
+        for position, item in enumerate(spec.get(name) or [], 1):
+            item = str(item)
+            if item == "":
+                problems.setdefault(name, []).append("item %d is empty." % position)
+            elif any(character.isspace() for character in item):
+                problems.setdefault(name, []).append(
+                    "item %d %r contains whitespace: DOT stores the list space-separated, "
+                    "so give each URI as its own item." % (position, item)
+                )
+    if problems:
+        message = "; ".join("%s: %s" % (name, " ".join(found)) for name, found in sorted(problems.items()))
+        raise OperationError("invalid", message, problems)
+
+
 def describe(instance) -> dict:
     """Every managed field in the module's vocabulary; never the secret."""
     names = _field_names(type(instance))
@@ -135,6 +162,7 @@ def _diff_side(instance, secret_note: str | None) -> dict:
 
 def plan_application(model, spec: dict, existing, database: str) -> Plan:
     """Compare the declared options (None = not managed) with the stored row."""
+    _refuse_unsafe_input(spec)
     if spec.get("state", "present") == "absent":
         if existing is None:
             return Plan(None, None, {}, [])
@@ -182,7 +210,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
     generated = None
     declared_secret = spec.get("client_secret")
     hash_wanted = getattr(instance, "hash_client_secret", False)
-    if creating:
+    if creating or spec.get("regenerate_secret"):
         if declared_secret is None:
             from oauth2_provider.generators import generate_client_secret
 
@@ -198,7 +226,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
     elif not hash_wanted and _is_hashed(instance.client_secret) and "hash_client_secret" in changed:
         problem = (
             "the stored client secret is hashed and cannot be turned back into plain text; "
-            "declare client_secret (with update_secret: always) to store it unhashed"
+            "declare client_secret (with update_secret: always) or set regenerate_secret to store one unhashed"
         )
         raise OperationError("invalid", "hash_client_secret: " + problem, {"hash_client_secret": [problem]})
 

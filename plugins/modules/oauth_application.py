@@ -69,16 +69,21 @@ options:
   redirect_uris:
     description:
       - Allowed redirect URIs; stored as DOT's space-separated text. V([]) clears them.
+      - An item that is empty or holds whitespace is refused, since DOT would read it as several URIs (or none).
       - DOT requires at least one for the authorization-code, implicit and OpenID hybrid grants, and checks each
         scheme against E(ALLOWED_REDIRECT_URI_SCHEMES).
     type: list
     elements: str
   post_logout_redirect_uris:
-    description: URIs allowed after an RP-initiated logout. V([]) clears them.
+    description:
+      - URIs allowed after an RP-initiated logout. V([]) clears them.
+      - An item that is empty or holds whitespace is refused, as for O(redirect_uris).
     type: list
     elements: str
   allowed_origins:
-    description: Origins allowed for CORS requests to the token endpoint. V([]) clears them.
+    description:
+      - Origins allowed for CORS requests to the token endpoint. V([]) clears them.
+      - An item that is empty or holds whitespace is refused, as for O(redirect_uris).
     type: list
     elements: str
   user:
@@ -114,6 +119,11 @@ options:
         verifies the declared secret against the stored hash with Django's C(check_password()) instead of
         comparing values.
       - A value that already is a Django password hash is stored as given.
+      - An empty string is refused (it usually comes from a lookup or a C(default('')) that found nothing, and DOT
+        would accept it as the secret). Leave the option out to keep the stored secret, or use
+        O(regenerate_secret) for a new one.
+      - Public clients have a secret too (DOT generates one as for confidential clients and checks it whenever a
+        client presents one), and the module treats it the same way.
     type: str
   hash_client_secret:
     description:
@@ -127,9 +137,19 @@ options:
     type: str
     choices: [always, on_create]
     default: always
+  regenerate_secret:
+    description:
+      - Rotate the secret. DOT generates a new one, the module stores it (hashed when O(hash_client_secret) is on)
+        and returns it once in RV(client_secret); the old secret stops working at once.
+      - Mutually exclusive with O(client_secret).
+      - Every run with V(true) rotates again and reports a change, so run it on purpose (a separate play, a tag or
+        a condition), not in the play that keeps the application declared.
+      - In check mode the task reports the change and returns no secret.
+    type: bool
+    default: false
 notes:
-  - Set C(no_log) on a task that may generate a secret (a create without O(client_secret)), so that
-    RV(client_secret) does not reach logs.
+  - Set C(no_log) on a task that may generate a secret (a create without O(client_secret), or
+    O(regenerate_secret=true)), so that RV(client_secret) does not reach logs.
 seealso:
   - name: Django OAuth Toolkit
     description: Documentation of the application model and its settings.
@@ -183,6 +203,13 @@ EXAMPLES = r"""
         user: 12
         user_lookup: pk
 
+    - name: Rotate the secret of a machine client; the new one is shown once
+      oauthops.toolkit.oauth_application:
+        client_id: billing-worker
+        regenerate_secret: true
+      register: rotated
+      no_log: true
+
     - name: Retire an application (its tokens and grants go with it)
       oauthops.toolkit.oauth_application:
         client_id: legacy-app
@@ -219,8 +246,9 @@ action:
   sample: update
 client_secret:
   description:
-    - The secret DOT generated for a new application created without O(client_secret). Returned only by the run
-      that created it; it cannot be read back later when the secret is hashed. Set C(no_log) on the task.
+    - The secret DOT generated, for a new application created without O(client_secret) or for
+      O(regenerate_secret=true). Returned only by the run that stored it; it cannot be read back later when the
+      secret is hashed. Set C(no_log) on the task.
   returned: when the module generated a secret, not in check mode
   type: str
   sample: 8ZkA3o0c2Bu...
@@ -228,7 +256,10 @@ client_secret:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oauthops.toolkit.plugins.module_utils._application_spec import application_argument_spec
+from ansible_collections.oauthops.toolkit.plugins.module_utils._application_spec import (
+    APPLICATION_MUTUALLY_EXCLUSIVE,
+    application_argument_spec,
+)
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (
     DJANGO_MUTUALLY_EXCLUSIVE,
     DjangoBridge,
@@ -241,7 +272,7 @@ def main():
     argument_spec.update(application_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE + APPLICATION_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
     params = dict((name, module.params[name]) for name in application_argument_spec())

@@ -249,6 +249,106 @@ def test_user_lookup_looks_only_where_it_says(alice):
     assert stored("web") is None
 
 
+def test_empty_secret_is_refused_on_create():
+    error = refused(**web(client_secret=""))
+    assert error.kind == "invalid" and list(error.fields) == ["client_secret"]
+    assert error.message.startswith("client_secret: must not be empty")
+    assert stored("web") is None
+
+
+@pytest.mark.parametrize("update_secret", ["always", "on_create"])
+def test_empty_secret_is_refused_on_update_and_the_secret_stays(update_secret):
+    converge(**web(client_secret="s3cret-one"))
+    before = stored("web")
+    refused(**web(client_secret="", update_secret=update_secret, name="Not stored either"))
+    after = stored("web")
+    assert (after.client_secret, after.name, after.updated) == (before.client_secret, "Web", before.updated)
+    assert secret_opens("web", "s3cret-one")
+
+
+def test_regenerate_secret_rotates_and_returns_the_new_secret_once():
+    converge(**web(client_secret="s3cret-one"))
+    rotated = converge(client_id="web", regenerate_secret=True)
+    assert (rotated["changed"], rotated["action"]) == (True, "update")
+    new_secret = rotated["client_secret"]
+    assert len(new_secret) >= 32
+    assert secret_opens("web", new_secret) and not secret_opens("web", "s3cret-one")
+    assert stored("web").client_secret != new_secret
+    assert rotated["diff"]["before"]["client_secret"] == "<hidden>"
+    assert rotated["diff"]["after"]["client_secret"] == "<hidden, changed>"
+    assert new_secret not in repr(dict(rotated, client_secret=None))
+    again = converge(client_id="web", regenerate_secret=True)
+    assert again["changed"] is True and again["client_secret"] != new_secret
+    assert "client_secret" not in converge(client_id="web")
+
+
+def test_regenerate_secret_in_check_mode_predicts_and_keeps_the_secret():
+    converge(**web(client_secret="s3cret-one"))
+    before = stored("web")
+    predicted = converge(check_mode=True, client_id="web", regenerate_secret=True)
+    assert (predicted["changed"], predicted["action"]) == (True, "update")
+    assert predicted["diff"]["after"]["client_secret"] == "<hidden, changed>"
+    assert "client_secret" not in predicted
+    assert (stored("web").client_secret, stored("web").updated) == (before.client_secret, before.updated)
+
+
+def test_regenerate_secret_on_create_is_a_create_with_a_generated_secret():
+    created = converge(regenerate_secret=True, **WEB)
+    assert created["action"] == "create"
+    assert secret_opens("web", created["client_secret"])
+
+
+def test_regenerate_secret_unhashed_for_hs256():
+    converge(**web(algorithm="HS256", hash_client_secret=False, client_secret="hmac-key-value"))
+    rotated = converge(client_id="web", regenerate_secret=True)
+    assert stored("web").client_secret == rotated["client_secret"] != "hmac-key-value"
+
+
+def test_regenerate_secret_stores_an_unhashed_one_when_hashing_is_switched_off():
+    converge(**WEB)
+    rotated = converge(client_id="web", hash_client_secret=False, regenerate_secret=True)
+    assert stored("web").client_secret == rotated["client_secret"]
+
+
+def test_public_clients_get_and_rotate_a_secret_as_dot_gives_them_one():
+    """DOT's model gives every application a secret and checks it whenever a client presents one."""
+    declared = dict(client_id="spa", client_type="public", authorization_grant_type="authorization-code",
+                    redirect_uris=["https://spa.example.com/cb"])
+    created = converge(**declared)
+    assert secret_opens("spa", created["client_secret"])
+    rotated = converge(client_id="spa", regenerate_secret=True)
+    assert secret_opens("spa", rotated["client_secret"]) and not secret_opens("spa", created["client_secret"])
+    refused(**dict(declared, client_secret=""))
+
+
+URI_OPTIONS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
+
+
+@pytest.mark.parametrize("option", URI_OPTIONS)
+@pytest.mark.parametrize(
+    "items, problem",
+    [
+        (["https://a.example.com/cb https://evil.example.com/x"],
+         "item 1 'https://a.example.com/cb https://evil.example.com/x' contains whitespace"),
+        (["https://a.example.com/cb", "https://a.example.com/x\nhttps://evil.example.com/x"],
+         "item 2 'https://a.example.com/x\\nhttps://evil.example.com/x' contains whitespace"),
+        (["https://a.example.com/cb\t"], "item 1 'https://a.example.com/cb\\t' contains whitespace"),
+        (["https://a.example.com/cb", ""], "item 2 is empty"),
+    ],
+    ids=["two URIs in one item", "a newline", "a tab", "an empty item"],
+)
+def test_uri_items_with_whitespace_or_empty_are_refused(option, items, problem):
+    converge(**WEB)
+    before = stored("web")
+    error = refused(**web(**{option: items}))
+    assert error.kind == "invalid" and list(error.fields) == [option]
+    assert error.message.startswith("%s: %s" % (option, problem))
+    after = stored("web")
+    assert (getattr(after, option), after.updated) == (getattr(before, option), before.updated)
+    refused(**dict(web(**{option: items}), client_id="new"))
+    assert stored("new") is None
+
+
 @pytest.mark.parametrize(
     "change, field",
     [
