@@ -75,7 +75,15 @@ def test_validation_failures_name_the_field(playbook):
 
 
 def test_user_by_username_and_primary_key(playbook):
-    playbook.run("users.yml")
+    playbook.run("users.yml", {"username_field": "username", "owner": playbook.prefix + "-bob"})
+
+
+def test_user_on_a_user_model_that_logs_in_by_email(playbook, unmigrated_database):
+    # Not "1": the module's environment option is no_log, so its values are masked in all output.
+    email_env = dict(unmigrated_database, OAUTHOPS_TEST_CUSTOM_USER="email-user-model")
+    migrate(email_env)
+    owner = playbook.prefix + "-bob@example.com"
+    playbook.run("users.yml", {"db_env": email_env, "username_field": "email", "owner": owner})
 
 
 def test_errors_are_one_readable_line(playbook, unmigrated_database):
