@@ -345,7 +345,7 @@ def test_uri_items_with_whitespace_or_empty_are_refused(option, items, problem):
     assert error.message.startswith("%s: %s" % (option, problem))
     after = stored("web")
     assert (getattr(after, option), after.updated) == (getattr(before, option), before.updated)
-    refused(**dict(web(**{option: items}), client_id="new"))
+    refused(**web(client_id="new", **{option: items}))
     assert stored("new") is None
 
 
