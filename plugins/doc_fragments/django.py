@@ -58,6 +58,7 @@ options:
     type: dict
     default: {}
   env_file:
+    version_added: 0.2.0
     description:
       - A file on the managed host with C(NAME=value) lines, the format of docker's C(env_file) and systemd's
         C(EnvironmentFile), which the Django side reads itself before it loads the settings. Its values never

@@ -59,7 +59,16 @@ def _secret_matches(declared: str, stored: str) -> bool:
     return constant_time_compare(declared, stored)
 
 
-def _resolve_user(value, database: str):
+def _named(user) -> str:
+    return "%r (pk %s)" % (user.get_username(), user.pk)
+
+
+def _resolve_user(value, lookup: str, database: str):
+    """The owner that `value` names, by USERNAME_FIELD, by primary key or (auto) by either.
+
+    In auto, a value that is the USERNAME_FIELD of one user and the primary key of another is
+    refused: taking either would attach the application to a user without a word about the other.
+    """
     from django.contrib.auth import get_user_model
     from django.core.exceptions import ValidationError
 
@@ -67,19 +76,53 @@ def _resolve_user(value, database: str):
     if value == "":
         return None
     user_model = get_user_model()
+    field = user_model.USERNAME_FIELD
     users = user_model._default_manager.db_manager(database)
-    user = users.filter(**{user_model.USERNAME_FIELD: value}).first()
-    if user is None:
+    by_name = users.filter(**{field: value}).first() if lookup != "pk" else None
+    by_pk = None
+    if lookup != "username":
         try:
-            user = users.filter(pk=value).first()
+            by_pk = users.filter(pk=value).first()
         except (ValueError, TypeError, ValidationError):
-            user = None
-    if user is None:
+            by_pk = None
+    if by_name is not None and by_pk is not None and by_name.pk != by_pk.pk:
         raise OperationError(
-            "not_found",
-            "user '%s' does not exist (looked up by %s and by primary key)" % (value, user_model.USERNAME_FIELD),
+            "ambiguous",
+            "user %r is ambiguous: the %s of user %s and the primary key of user %s; "
+            "set user_lookup to username or pk to choose" % (value, field, _named(by_name), _named(by_pk)),
         )
+    user = by_name or by_pk
+    if user is None:
+        looked_up = {"auto": "%s and by primary key" % field, "username": field, "pk": "primary key"}[lookup]
+        raise OperationError("not_found", "user %r does not exist (looked up by %s)" % (value, looked_up))
     return user
+
+
+def _refuse_unsafe_input(spec: dict) -> None:
+    """Refuse values that DOT would store as something weaker than the task says.
+
+    An empty secret usually comes from a lookup that found nothing, and DOT accepts it; list
+    items are stored space-separated, so one item holding whitespace would allow every part of it.
+    """
+    problems = {}
+    if spec.get("client_secret") == "":
+        problems["client_secret"] = [
+            "must not be empty (often a lookup that found nothing); leave it out to keep the stored secret "
+            "(a new application gets one from DOT), or set regenerate_secret to have DOT generate a new one"
+        ]
+    for name in LIST_FIELDS:
+        for position, item in enumerate(spec.get(name) or [], 1):
+            item = str(item)
+            if item == "":
+                problems.setdefault(name, []).append("item %d is empty." % position)
+            elif any(character.isspace() for character in item):
+                problems.setdefault(name, []).append(
+                    "item %d %r contains whitespace: DOT stores the list space-separated, "
+                    "so give each URI as its own item." % (position, item)
+                )
+    if problems:
+        message = "; ".join("%s: %s" % (name, " ".join(found)) for name, found in sorted(problems.items()))
+        raise OperationError("invalid", message, problems)
 
 
 def describe(instance) -> dict:
@@ -119,6 +162,7 @@ def _diff_side(instance, secret_note: str | None) -> dict:
 
 def plan_application(model, spec: dict, existing, database: str) -> Plan:
     """Compare the declared options (None = not managed) with the stored row."""
+    _refuse_unsafe_input(spec)
     if spec.get("state", "present") == "absent":
         if existing is None:
             return Plan(None, None, {}, [])
@@ -156,7 +200,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
         if spec.get(name) is not None:
             assign(name, " ".join(str(item) for item in spec[name]))
     if spec.get("user") is not None:
-        user = _resolve_user(spec["user"], database)
+        user = _resolve_user(spec["user"], spec.get("user_lookup", "auto"), database)
         if creating or instance.user_id != (user.pk if user else None):
             instance.user = user
             changed.append("user")
@@ -166,7 +210,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
     generated = None
     declared_secret = spec.get("client_secret")
     hash_wanted = getattr(instance, "hash_client_secret", False)
-    if creating:
+    if creating or spec.get("regenerate_secret"):
         if declared_secret is None:
             from oauth2_provider.generators import generate_client_secret
 
@@ -182,7 +226,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
     elif not hash_wanted and _is_hashed(instance.client_secret) and "hash_client_secret" in changed:
         problem = (
             "the stored client secret is hashed and cannot be turned back into plain text; "
-            "declare client_secret (with update_secret: always) to store it unhashed"
+            "declare client_secret (with update_secret: always) or set regenerate_secret to store one unhashed"
         )
         raise OperationError("invalid", "hash_client_secret: " + problem, {"hash_client_secret": [problem]})
 

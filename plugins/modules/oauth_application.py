@@ -69,23 +69,39 @@ options:
   redirect_uris:
     description:
       - Allowed redirect URIs; stored as DOT's space-separated text. V([]) clears them.
+      - An item that is empty or holds whitespace is refused, since DOT would read it as several URIs (or none).
       - DOT requires at least one for the authorization-code, implicit and OpenID hybrid grants, and checks each
         scheme against E(ALLOWED_REDIRECT_URI_SCHEMES).
     type: list
     elements: str
   post_logout_redirect_uris:
-    description: URIs allowed after an RP-initiated logout. V([]) clears them.
+    description:
+      - URIs allowed after an RP-initiated logout. V([]) clears them.
+      - An item that is empty or holds whitespace is refused, as for O(redirect_uris).
     type: list
     elements: str
   allowed_origins:
-    description: Origins allowed for CORS requests to the token endpoint. V([]) clears them.
+    description:
+      - Origins allowed for CORS requests to the token endpoint. V([]) clears them.
+      - An item that is empty or holds whitespace is refused, as for O(redirect_uris).
     type: list
     elements: str
   user:
     description:
-      - Owner of the application, as a username (the user model's C(USERNAME_FIELD)) or a primary key.
-      - A username is tried first, then a primary key. An empty string removes the owner.
+      - Owner of the application, as a username (the user model's C(USERNAME_FIELD), for example an email
+        address) or a primary key, as O(user_lookup) says. An empty string removes the owner.
     type: raw
+  user_lookup:
+    version_added: 0.2.0
+    description:
+      - How O(user) names the owner.
+      - V(auto) accepts a username or a primary key. A value that is the username of one user and the primary key
+        of another (V(12) when user 7 is called C(12)) fails the task, naming both users, rather than guessing;
+        choose with V(username) or V(pk).
+      - V(username) looks the value up in C(USERNAME_FIELD) only, V(pk) in the primary key only.
+    type: str
+    choices: [auto, username, pk]
+    default: auto
   skip_authorization:
     description: Skip the user's consent screen for this application.
     type: bool
@@ -104,6 +120,11 @@ options:
         verifies the declared secret against the stored hash with Django's C(check_password()) instead of
         comparing values.
       - A value that already is a Django password hash is stored as given.
+      - An empty string is refused (it usually comes from a lookup or a C(default('')) that found nothing, and DOT
+        would accept it as the secret). Leave the option out to keep the stored secret, or use
+        O(regenerate_secret) for a new one.
+      - Public clients have a secret too (DOT generates one as for confidential clients and checks it whenever a
+        client presents one), and the module treats it the same way.
     type: str
   hash_client_secret:
     description:
@@ -117,9 +138,20 @@ options:
     type: str
     choices: [always, on_create]
     default: always
+  regenerate_secret:
+    version_added: 0.2.0
+    description:
+      - Rotate the secret. DOT generates a new one, the module stores it (hashed when O(hash_client_secret) is on)
+        and returns it once in RV(client_secret); the old secret stops working at once.
+      - Mutually exclusive with O(client_secret).
+      - Every run with V(true) rotates again and reports a change, so run it on purpose (a separate play, a tag or
+        a condition), not in the play that keeps the application declared.
+      - In check mode the task reports the change and returns no secret.
+    type: bool
+    default: false
 notes:
-  - Set C(no_log) on a task that may generate a secret (a create without O(client_secret)), so that
-    RV(client_secret) does not reach logs.
+  - Set C(no_log) on a task that may generate a secret (a create without O(client_secret), or
+    O(regenerate_secret=true)), so that RV(client_secret) does not reach logs.
 seealso:
   - name: Django OAuth Toolkit
     description: Documentation of the application model and its settings.
@@ -167,6 +199,19 @@ EXAMPLES = r"""
         client_secret: "{{ vault_reports_client_secret }}"
         update_secret: on_create
 
+    - name: The owner by primary key, where a username could look like one
+      oauthops.toolkit.oauth_application:
+        client_id: reports
+        user: 12
+        user_lookup: pk
+
+    - name: Rotate the secret of a machine client; the new one is shown once
+      oauthops.toolkit.oauth_application:
+        client_id: billing-worker
+        regenerate_secret: true
+      register: rotated
+      no_log: true
+
     - name: Retire an application (its tokens and grants go with it)
       oauthops.toolkit.oauth_application:
         client_id: legacy-app
@@ -203,13 +248,18 @@ action:
   sample: update
 client_secret:
   description:
-    - The secret DOT generated for a new application created without O(client_secret). Returned only by the run
-      that created it; it cannot be read back later when the secret is hashed. Set C(no_log) on the task.
+    - The secret DOT generated, for a new application created without O(client_secret) or for
+      O(regenerate_secret=true). Returned only by the run that stored it; it cannot be read back later when the
+      secret is hashed. Set C(no_log) on the task.
   returned: when the module generated a secret, not in check mode
   type: str
   sample: 8ZkA3o0c2Bu...
 """
 
+from ansible_collections.oauthops.toolkit.plugins.module_utils._application_spec import (
+    APPLICATION_MUTUALLY_EXCLUSIVE,
+    application_argument_spec,
+)
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (
     DJANGO_MUTUALLY_EXCLUSIVE,
     DjangoBridge,
@@ -217,58 +267,16 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge imp
     django_argument_spec,
 )
 
-APPLICATION_OPTIONS = (
-    "client_id",
-    "state",
-    "name",
-    "client_type",
-    "authorization_grant_type",
-    "redirect_uris",
-    "post_logout_redirect_uris",
-    "allowed_origins",
-    "user",
-    "skip_authorization",
-    "algorithm",
-    "client_secret",
-    "hash_client_secret",
-    "update_secret",
-)
-
 
 def main():
     argument_spec = django_argument_spec()
-    argument_spec.update(
-        client_id=dict(type="str", required=True),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        name=dict(type="str"),
-        client_type=dict(type="str", choices=["confidential", "public"]),
-        authorization_grant_type=dict(
-            type="str",
-            choices=[
-                "authorization-code",
-                "implicit",
-                "password",
-                "client-credentials",
-                "openid-hybrid",
-                "urn:ietf:params:oauth:grant-type:device_code",
-            ],
-        ),
-        redirect_uris=dict(type="list", elements="str"),
-        post_logout_redirect_uris=dict(type="list", elements="str"),
-        allowed_origins=dict(type="list", elements="str"),
-        user=dict(type="raw"),
-        skip_authorization=dict(type="bool"),
-        algorithm=dict(type="str", choices=["none", "RS256", "HS256"]),
-        client_secret=dict(type="str", no_log=True),
-        hash_client_secret=dict(type="bool"),
-        update_secret=dict(type="str", choices=["always", "on_create"], default="always", no_log=False),
-    )
+    argument_spec.update(application_argument_spec())
     module = DjangoModule(
         argument_spec=argument_spec,
-        mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE + APPLICATION_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    params = dict((name, module.params[name]) for name in APPLICATION_OPTIONS)
+    params = dict((name, module.params[name]) for name in application_argument_spec())
     result = DjangoBridge(module).call("application", params)
     if not module._diff:
         result.pop("diff")

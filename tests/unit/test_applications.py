@@ -1,4 +1,10 @@
-"""Reconcile rules of oauth_application, in-process against a real database."""
+"""Reconcile rules of oauth_application, in-process against a real database.
+
+tests/tools/run-unit runs this file a second time per backend with OAUTHOPS_TEST_CUSTOM_USER set,
+so the user rules are proven on a user model whose USERNAME_FIELD is "email" as well.
+"""
+
+import os
 
 import pytest
 
@@ -45,11 +51,31 @@ def web(**changes):
     return declared
 
 
-@pytest.fixture
-def alice():
+def make_user(username):
+    """A user of the session's user model whose USERNAME_FIELD is `username`."""
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user("alice", password="unused-password")
+    return get_user_model().objects.create_user(username)
+
+
+def username_field():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().USERNAME_FIELD
+
+
+@pytest.fixture
+def alice():
+    return make_user("alice")
+
+
+def refused(**params):
+    """The OperationError that converging `params` raises."""
+    django_side = side()[0]
+    with pytest.raises(django_side.OperationError) as raised:
+        converge(**params)
+    assert "\n" not in raised.value.message
+    return raised.value
 
 
 def test_create_then_rerun_is_unchanged():
@@ -161,10 +187,166 @@ def test_user_by_username_by_primary_key_and_cleared(alice):
 
 
 def test_unknown_user_is_a_clear_error_and_writes_nothing():
-    django_side = side()[0]
-    with pytest.raises(django_side.OperationError, match="user 'nobody' does not exist"):
-        converge(**web(user="nobody"))
+    error = refused(**web(user="nobody"))
+    assert error.message == "user 'nobody' does not exist (looked up by %s and by primary key)" % username_field()
     assert stored("web") is None
+
+
+def test_the_custom_user_switch_takes_effect():
+    expected = "email" if os.environ.get("OAUTHOPS_TEST_CUSTOM_USER") else "username"
+    assert username_field() == expected
+
+
+@pytest.fixture
+def two_users_one_value():
+    """(by_pk, by_name, value): `value` is by_pk's primary key and by_name's username."""
+    by_pk = make_user("the-pk-owner")
+    by_name = make_user(str(by_pk.pk))
+    assert by_name.pk != by_pk.pk
+    return by_pk, by_name, str(by_pk.pk)
+
+
+@pytest.mark.parametrize("as_integer", [False, True])
+def test_a_value_naming_two_users_is_refused_naming_both(two_users_one_value, as_integer):
+    by_pk, by_name, value = two_users_one_value
+    error = refused(**web(user=int(value) if as_integer else value))
+    assert error.kind == "ambiguous"
+    assert error.message == (
+        "user '%s' is ambiguous: the %s of user '%s' (pk %s) and the primary key of user 'the-pk-owner' (pk %s); "
+        "set user_lookup to username or pk to choose" % (value, username_field(), value, by_name.pk, by_pk.pk)
+    )
+    assert stored("web") is None
+
+
+def test_an_ambiguous_owner_changes_nothing_on_an_existing_application(two_users_one_value, alice):
+    converge(**web(user="alice"))
+    before = stored("web")
+    refused(client_id="web", user=two_users_one_value[2])
+    assert (stored("web").user_id, stored("web").updated) == (alice.pk, before.updated)
+
+
+def test_user_lookup_chooses_between_the_two(two_users_one_value):
+    by_pk, by_name, value = two_users_one_value
+    assert converge(**web(user=value, user_lookup="pk"))["application"]["user"] == "the-pk-owner"
+    assert stored("web").user_id == by_pk.pk
+    assert converge(**web(user=value, user_lookup="username"))["application"]["user"] == value
+    assert stored("web").user_id == by_name.pk
+
+
+def test_a_value_naming_the_same_user_both_ways_is_that_user():
+    user = make_user("renamed-below")
+    setattr(user, username_field(), str(user.pk))
+    user.save()
+    assert converge(**web(user=str(user.pk)))["application"]["user"] == str(user.pk)
+    assert stored("web").user_id == user.pk
+
+
+def test_user_lookup_looks_only_where_it_says(alice):
+    error = refused(**web(user=str(alice.pk), user_lookup="username"))
+    assert error.message == "user '%s' does not exist (looked up by %s)" % (alice.pk, username_field())
+    error = refused(**web(user="alice", user_lookup="pk"))
+    assert error.message == "user 'alice' does not exist (looked up by primary key)"
+    assert stored("web") is None
+
+
+def test_empty_secret_is_refused_on_create():
+    error = refused(**web(client_secret=""))
+    assert error.kind == "invalid" and list(error.fields) == ["client_secret"]
+    assert error.message.startswith("client_secret: must not be empty")
+    assert stored("web") is None
+
+
+@pytest.mark.parametrize("update_secret", ["always", "on_create"])
+def test_empty_secret_is_refused_on_update_and_the_secret_stays(update_secret):
+    converge(**web(client_secret="s3cret-one"))
+    before = stored("web")
+    refused(**web(client_secret="", update_secret=update_secret, name="Not stored either"))
+    after = stored("web")
+    assert (after.client_secret, after.name, after.updated) == (before.client_secret, "Web", before.updated)
+    assert secret_opens("web", "s3cret-one")
+
+
+def test_regenerate_secret_rotates_and_returns_the_new_secret_once():
+    converge(**web(client_secret="s3cret-one"))
+    rotated = converge(client_id="web", regenerate_secret=True)
+    assert (rotated["changed"], rotated["action"]) == (True, "update")
+    new_secret = rotated["client_secret"]
+    assert len(new_secret) >= 32
+    assert secret_opens("web", new_secret) and not secret_opens("web", "s3cret-one")
+    assert stored("web").client_secret != new_secret
+    assert rotated["diff"]["before"]["client_secret"] == "<hidden>"
+    assert rotated["diff"]["after"]["client_secret"] == "<hidden, changed>"
+    assert new_secret not in repr(dict(rotated, client_secret=None))
+    again = converge(client_id="web", regenerate_secret=True)
+    assert again["changed"] is True and again["client_secret"] != new_secret
+    assert "client_secret" not in converge(client_id="web")
+
+
+def test_regenerate_secret_in_check_mode_predicts_and_keeps_the_secret():
+    converge(**web(client_secret="s3cret-one"))
+    before = stored("web")
+    predicted = converge(check_mode=True, client_id="web", regenerate_secret=True)
+    assert (predicted["changed"], predicted["action"]) == (True, "update")
+    assert predicted["diff"]["after"]["client_secret"] == "<hidden, changed>"
+    assert "client_secret" not in predicted
+    assert (stored("web").client_secret, stored("web").updated) == (before.client_secret, before.updated)
+
+
+def test_regenerate_secret_on_create_is_a_create_with_a_generated_secret():
+    created = converge(regenerate_secret=True, **WEB)
+    assert created["action"] == "create"
+    assert secret_opens("web", created["client_secret"])
+
+
+def test_regenerate_secret_unhashed_for_hs256():
+    converge(**web(algorithm="HS256", hash_client_secret=False, client_secret="hmac-key-value"))
+    rotated = converge(client_id="web", regenerate_secret=True)
+    assert stored("web").client_secret == rotated["client_secret"] != "hmac-key-value"
+
+
+def test_regenerate_secret_stores_an_unhashed_one_when_hashing_is_switched_off():
+    converge(**WEB)
+    rotated = converge(client_id="web", hash_client_secret=False, regenerate_secret=True)
+    assert stored("web").client_secret == rotated["client_secret"]
+
+
+def test_public_clients_get_and_rotate_a_secret_as_dot_gives_them_one():
+    """DOT's model gives every application a secret and checks it whenever a client presents one."""
+    declared = dict(client_id="spa", client_type="public", authorization_grant_type="authorization-code",
+                    redirect_uris=["https://spa.example.com/cb"])
+    created = converge(**declared)
+    assert secret_opens("spa", created["client_secret"])
+    rotated = converge(client_id="spa", regenerate_secret=True)
+    assert secret_opens("spa", rotated["client_secret"]) and not secret_opens("spa", created["client_secret"])
+    refused(**dict(declared, client_secret=""))
+
+
+URI_OPTIONS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
+
+
+@pytest.mark.parametrize("option", URI_OPTIONS)
+@pytest.mark.parametrize(
+    "items, problem",
+    [
+        (["https://a.example.com/cb https://evil.example.com/x"],
+         "item 1 'https://a.example.com/cb https://evil.example.com/x' contains whitespace"),
+        (["https://a.example.com/cb", "https://a.example.com/x\nhttps://evil.example.com/x"],
+         "item 2 'https://a.example.com/x\\nhttps://evil.example.com/x' contains whitespace"),
+        (["https://a.example.com/cb\t"], "item 1 'https://a.example.com/cb\\t' contains whitespace"),
+        (["https://a.example.com/cb", ""], "item 2 is empty"),
+    ],
+    ids=["two URIs in one item", "a newline", "a tab", "an empty item"],
+)
+def test_uri_items_with_whitespace_or_empty_are_refused(option, items, problem):
+    converge(**WEB)
+    before = stored("web")
+    error = refused(**web(**{option: items}))
+    assert error.kind == "invalid" and list(error.fields) == [option]
+    assert error.message.startswith("%s: %s" % (option, problem))
+    after = stored("web")
+    assert (getattr(after, option), after.updated) == (getattr(before, option), before.updated)
+    refused(**web(client_id="new", **{option: items}))
+    assert stored("new") is None
 
 
 @pytest.mark.parametrize(

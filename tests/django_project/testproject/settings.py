@@ -62,6 +62,12 @@ OAUTH2_PROVIDER = {
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": int(os.environ.get("OAUTHOPS_TEST_BATCH_SIZE", "10000")),
 }
 
+if os.environ.get("OAUTHOPS_TEST_CUSTOM_USER"):
+    # A user model that logs in by email (USERNAME_FIELD "email"). AUTH_USER_MODEL must be set
+    # before a database's first migration: each test session migrates a fresh database.
+    INSTALLED_APPS.append("customuser")
+    AUTH_USER_MODEL = "customuser.EmailUser"
+
 if os.environ.get("OAUTHOPS_TEST_SWAPPED_APPLICATION"):
     # DOT's documented way to add fields to applications: a model of the project's own.
     INSTALLED_APPS.append("swappedapp")
