@@ -21,6 +21,7 @@ DEMO_STAMP := $(DEMO_VENV)/.requirements-installed
 # procps (pgrep) for the cron tests.
 SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps
 DIST := $(OUTPUT)/dist
+EE_WORK := $(OUTPUT)/ee
 # ansible-test needs the collection at .../ansible_collections/oauthops/toolkit and resolves
 # symlinks (os.getcwd), so sanity runs on a copy of the files git would commit.
 SANITY_TREE := $(OUTPUT)/collections/ansible_collections/oauthops/toolkit
@@ -36,7 +37,7 @@ VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.versi
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help system-packages venv unit integration sanity build lint test demo bench clean
+.PHONY: help system-packages venv unit integration sanity build ee lint test demo bench clean
 
 help:
 	@echo 'make system-packages'
@@ -46,8 +47,9 @@ help:
 	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
+	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         system-packages, venv, then unit integration sanity build lint;'
+	@echo 'make test         system-packages, venv, then unit integration sanity build ee lint;'
 	@echo '                  stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup() (not a test)'
@@ -106,12 +108,17 @@ sanity: venv
 	$(say) "ansible-test sanity on Python $(VENV_PYTHON_VERSION)"
 	cd '$(SANITY_TREE)' && $(BIN)/ansible-test sanity --requirements --python "$(VENV_PYTHON_VERSION)"
 
+# $(call build-collection,DIR): build the tarball into DIR and install it into DIR/installed.
+define build-collection
+$(say) "building the collection into $(1), installing it into $(1)/installed"
+rm -rf '$(1)' && mkdir -p '$(1)'
+$(BIN)/ansible-galaxy collection build --output-path '$(1)' .
+ANSIBLE_COLLECTIONS_PATH='$(1)/installed' $(BIN)/ansible-galaxy collection install --force -p '$(1)/installed' '$(1)'/oauthops-toolkit-*.tar.gz
+endef
+
 build: venv
-	$(say) "building the collection into $(DIST)"
-	rm -rf '$(DIST)' && mkdir -p '$(DIST)'
-	$(BIN)/ansible-galaxy collection build --output-path '$(DIST)' .
-	$(say) "installing the tarball into an empty collections path and rendering its module docs"
-	ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' $(BIN)/ansible-galaxy collection install --force -p '$(DIST)/installed' '$(DIST)'/oauthops-toolkit-*.tar.gz
+	$(call build-collection,$(DIST))
+	$(say) "rendering the installed tarball's module docs"
 	@cd '$(DIST)' && export ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
 	    modules="$$($(BIN)/ansible-doc -t module --list --json oauthops.toolkit \
 	        | $(BIN)/python -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))')"; \
@@ -131,11 +138,20 @@ build: venv
 $(CHECKOUT_LINK):
 	mkdir -p '$(dir $@)' && ln -sfn '$(CURDIR)' '$@'
 
+# What ansible-builder makes of the collection, offline: introspect on the installed tarball, create
+# on the README's execution environment definition, and the image build's galaxy-install and
+# introspect steps replayed on the context create wrote (tests/tools/ee-check says more).
+ee: venv
+	$(call build-collection,$(EE_WORK))
+	$(say) "ansible-builder introspect and create"
+	$(BIN)/python tests/tools/ee-check --tarball "$$(ls '$(EE_WORK)'/oauthops-toolkit-*.tar.gz)" \
+	    --installed '$(EE_WORK)/installed' --readme README.md --work '$(EE_WORK)/builder'
+
 lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
-TEST_STEPS := unit integration sanity build lint
+TEST_STEPS := unit integration sanity build ee lint
 
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
 test: system-packages
