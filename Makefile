@@ -22,6 +22,7 @@ DEMO_STAMP := $(DEMO_VENV)/.requirements-installed
 SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps
 DIST := $(OUTPUT)/dist
 EE_WORK := $(OUTPUT)/ee
+DOCS := $(OUTPUT)/docs
 # ansible-test needs the collection at .../ansible_collections/oauthops/toolkit and resolves
 # symlinks (os.getcwd), so sanity runs on a copy of the files git would commit.
 SANITY_TREE := $(OUTPUT)/collections/ansible_collections/oauthops/toolkit
@@ -37,7 +38,7 @@ VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.versi
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help system-packages venv unit integration sanity build ee lint test demo bench clean
+.PHONY: help system-packages venv unit integration sanity build ee docs-lint lint test demo docs bench clean
 
 help:
 	@echo 'make system-packages'
@@ -48,10 +49,12 @@ help:
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
 	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
+	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         system-packages, venv, then unit integration sanity build ee lint;'
+	@echo 'make test         system-packages, venv, then unit integration sanity build ee docs-lint lint;'
 	@echo '                  stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
+	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup() (not a test)'
 	@echo 'make clean        remove .venv and tests/output (the demo venv included)'
 
@@ -147,11 +150,22 @@ ee: venv
 	$(BIN)/python tests/tools/ee-check --tarball "$$(ls '$(EE_WORK)'/oauthops-toolkit-*.tar.gz)" \
 	    --installed '$(EE_WORK)/installed' --readme README.md --work '$(EE_WORK)/builder'
 
+# The Ansible community's own gates. antsibull-docs checks what the docsite build would render
+# (markup, references, RST) for every plugin and role, run on the checkout as its docs say (it copies
+# the files git knows into a collection tree of its own). References to collections it can find
+# (ansible.builtin, this one) are all validated, not only this collection's.
+docs-lint: venv
+	$(say) "antsibull-docs lint-collection-docs --plugin-docs"
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs all .
+	$(say) "antsibull-changelog lint (the fragments) and lint-changelog-yaml --strict"
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml --strict changelogs/changelog.yaml
+
 lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
-TEST_STEPS := unit integration sanity build ee lint
+TEST_STEPS := unit integration sanity build ee docs-lint lint
 
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
 test: system-packages
@@ -179,6 +193,22 @@ demo: $(DEMO_STAMP) $(CHECKOUT_LINK)
 	$(say) "running the demo playbook"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' \
 	    $(DEMO_VENV)/bin/ansible-playbook -i playbooks/inventory/demo.ini playbooks/demo.yml
+
+# The collection's HTML docs as antsibull-docs makes them: sphinx-init writes a Sphinx site
+# (conf.py, build.sh), build.sh renders the plugin and role docs from the checkout to RST and runs
+# Sphinx with -W. Sphinx tries the intersphinx inventories online first; offline it falls back to
+# the local files tests/tools/docs-offline-inventories writes where conf.py looks for them.
+docs: venv $(CHECKOUT_LINK)
+	$(say) "antsibull-docs sphinx-init into $(DOCS)"
+	rm -rf '$(DOCS)' && mkdir -p '$(OUTPUT)' && mkdir -m 0755 '$(DOCS)'
+	$(BIN)/antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
+	    --project oauthops.toolkit --copyright 'oauthops.toolkit contributors' \
+	    --title 'oauthops.toolkit' --html-short-title 'oauthops.toolkit' \
+	    --dest-dir '$(DOCS)' oauthops.toolkit
+	$(BIN)/python tests/tools/docs-offline-inventories '$(DOCS)'
+	$(say) "building the docs (build.sh: antsibull-docs collection, sphinx-build -W)"
+	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' '$(DOCS)/build.sh'
+	@echo 'the docs: $(DOCS)/build/html/index.html'
 
 # Benchmarks print ratios measured within one run; they are not part of `make test`.
 bench: venv
