@@ -1,8 +1,8 @@
 # Build and test tooling for the oauthops.toolkit collection. `make help` lists the targets;
 # `make test` is what CI runs (.ci/run).
 #
-# Everything generated lands in .venv/ (the dev virtualenv) and tests/output/ (work trees,
-# tarballs); both are git-ignored and `make clean` removes them.
+# Everything generated lands in .venv/ (the dev and test virtualenv) and tests/output/ (the demo's
+# virtualenv, work trees, tarballs, docs); both are git-ignored and `make clean` removes them.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,7 +12,17 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 OUTPUT := $(CURDIR)/tests/output
+# `make demo` has a virtualenv of its own, from requirements-demo.txt only, so that a newcomer's
+# first command never compiles anything and a demo that needs a test-only package fails here too.
+DEMO_VENV := $(OUTPUT)/demo-venv
+DEMO_STAMP := $(DEMO_VENV)/.requirements-installed
+# Debian packages `make test` needs (make system-packages installs them as root, else says how):
+# a C compiler and the MariaDB client headers to build mysqlclient; cron (crontab, the daemon) and
+# procps (pgrep) for the cron tests.
+SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps
 DIST := $(OUTPUT)/dist
+EE_WORK := $(OUTPUT)/ee
+DOCS := $(OUTPUT)/docs
 # ansible-test needs the collection at .../ansible_collections/oauthops/toolkit and resolves
 # symlinks (os.getcwd), so sanity runs on a copy of the files git would commit.
 SANITY_TREE := $(OUTPUT)/collections/ansible_collections/oauthops/toolkit
@@ -20,39 +30,56 @@ SANITY_TREE := $(OUTPUT)/collections/ansible_collections/oauthops/toolkit
 # a symlink: Ansible's collection loader follows it, and ansible-lint --offline installs nothing.
 CHECKOUT_COLLECTIONS := $(OUTPUT)/checkout-collections
 CHECKOUT_LINK := $(CHECKOUT_COLLECTIONS)/ansible_collections/oauthops/toolkit
-# The venv's tools come first (ansible-lint warns otherwise), but find-python gets the caller's
-# PATH so it never picks the python of the venv it is about to replace.
+# The venv's tools come first (ansible-lint warns otherwise); new-venv gives find-python the
+# caller's PATH.
 CALLER_PATH := $(PATH)
 export PATH := $(BIN):$(PATH)
 VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help venv unit integration sanity build lint test demo bench clean
+.PHONY: help system-packages venv unit integration sanity build ee docs-lint lint test demo docs bench clean
 
 help:
-	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements.txt'
+	@echo 'make system-packages'
+	@echo '                  check the Debian packages make test needs; as root with apt, install them'
+	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements-test.txt'
 	@echo 'make unit         pytest tests/unit on each backend, and the cleanup differential tests on DOT 2.4.0'
 	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
+	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
+	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         venv, then unit integration sanity build lint; stops at the first failure'
-	@echo 'make demo         run playbooks/demo.yml'
+	@echo 'make test         system-packages, venv, then unit integration sanity build ee docs-lint lint;'
+	@echo '                  stops at the first failure'
+	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
+	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup() (not a test)'
-	@echo 'make clean        remove .venv and tests/output'
+	@echo 'make clean        remove .venv and tests/output (the demo venv included)'
+
+system-packages:
+	tests/tools/system-packages $(SYSTEM_PACKAGES)
+
+# $(call new-venv,DIR): a new virtualenv in DIR (any old one removed) on the newest suitable Python
+# (find-python gets the caller's PATH so it never picks the python of a venv it is about to replace).
+define new-venv
+python="$$(PATH='$(CALLER_PATH)' tests/tools/find-python)"; \
+    echo "using $$python ($$("$$python" --version))"; \
+    rm -rf '$(1)'; \
+    "$$python" -m venv '$(1)'
+'$(1)/bin/python' -m pip install --quiet --upgrade pip
+endef
 
 venv: $(STAMP)
 
-# Rebuilt from scratch when requirements.txt changes, so a removed requirement goes away too.
-$(STAMP): requirements.txt
-	$(say) "creating .venv from requirements.txt"
-	python="$$(PATH='$(CALLER_PATH)' tests/tools/find-python)"; \
-	    echo "using $$python ($$("$$python" --version))"; \
-	    rm -rf '$(VENV)'; \
-	    "$$python" -m venv '$(VENV)'
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --requirement requirements.txt
+# Rebuilt from scratch when a requirements file changes, so a removed requirement goes away too.
+# mysqlclient compiles, hence the system packages first.
+$(STAMP): requirements-test.txt requirements-demo.txt meta/ee-requirements.txt
+	tests/tools/system-packages $(SYSTEM_PACKAGES)
+	$(say) "creating .venv from requirements-test.txt"
+	$(call new-venv,$(VENV))
+	$(BIN)/python -m pip install --quiet --requirement requirements-test.txt
 	$(BIN)/python -m pip check
 	$(BIN)/python -m pip list --format=freeze 2>/dev/null \
 	    | grep -iE '^(ansible-core|ansible-lint|django|django-oauth-toolkit|galaxy[-_]importer)=='
@@ -84,12 +111,17 @@ sanity: venv
 	$(say) "ansible-test sanity on Python $(VENV_PYTHON_VERSION)"
 	cd '$(SANITY_TREE)' && $(BIN)/ansible-test sanity --requirements --python "$(VENV_PYTHON_VERSION)"
 
+# $(call build-collection,DIR): build the tarball into DIR and install it into DIR/installed.
+define build-collection
+$(say) "building the collection into $(1), installing it into $(1)/installed"
+rm -rf '$(1)' && mkdir -p '$(1)'
+$(BIN)/ansible-galaxy collection build --output-path '$(1)' .
+ANSIBLE_COLLECTIONS_PATH='$(1)/installed' $(BIN)/ansible-galaxy collection install --force -p '$(1)/installed' '$(1)'/oauthops-toolkit-*.tar.gz
+endef
+
 build: venv
-	$(say) "building the collection into $(DIST)"
-	rm -rf '$(DIST)' && mkdir -p '$(DIST)'
-	$(BIN)/ansible-galaxy collection build --output-path '$(DIST)' .
-	$(say) "installing the tarball into an empty collections path and rendering its module docs"
-	ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' $(BIN)/ansible-galaxy collection install --force -p '$(DIST)/installed' '$(DIST)'/oauthops-toolkit-*.tar.gz
+	$(call build-collection,$(DIST))
+	$(say) "rendering the installed tarball's module docs"
 	@cd '$(DIST)' && export ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
 	    modules="$$($(BIN)/ansible-doc -t module --list --json oauthops.toolkit \
 	        | $(BIN)/python -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))')"; \
@@ -109,24 +141,74 @@ build: venv
 $(CHECKOUT_LINK):
 	mkdir -p '$(dir $@)' && ln -sfn '$(CURDIR)' '$@'
 
+# What ansible-builder makes of the collection, offline: introspect on the installed tarball, create
+# on the README's execution environment definition, and the image build's galaxy-install and
+# introspect steps replayed on the context create wrote (tests/tools/ee-check says more).
+ee: venv
+	$(call build-collection,$(EE_WORK))
+	$(say) "ansible-builder introspect and create"
+	$(BIN)/python tests/tools/ee-check --tarball "$$(ls '$(EE_WORK)'/oauthops-toolkit-*.tar.gz)" \
+	    --installed '$(EE_WORK)/installed' --readme README.md --work '$(EE_WORK)/builder'
+
+# The Ansible community's own gates. antsibull-docs checks what the docsite build would render
+# (markup, references, RST) for every plugin and role, run on the checkout as its docs say (it copies
+# the files git knows into a collection tree of its own). References to collections it can find
+# (ansible.builtin, this one) are all validated, not only this collection's.
+docs-lint: venv
+	$(say) "antsibull-docs lint-collection-docs --plugin-docs"
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs all .
+	$(say) "antsibull-changelog lint (the fragments) and lint-changelog-yaml --strict"
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml --strict changelogs/changelog.yaml
+
 lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
+TEST_STEPS := unit integration sanity build ee docs-lint lint
+
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
-test: venv
-	@for target in unit integration sanity build lint; do \
+test: system-packages
+	@$(MAKE) --no-print-directory venv
+	@for target in $(TEST_STEPS); do \
 	    start=$$SECONDS; \
 	    $(MAKE) --no-print-directory "$$target" \
 	        || { printf '\n*** make test: %s FAILED (see above) ***\n' "$$target" >&2; exit 1; }; \
 	    printf '==> %s passed in %d s\n' "$$target" "$$((SECONDS - start))"; \
 	done
-	$(say) "make test: unit integration sanity build lint all passed"
+	$(say) "make test: $(TEST_STEPS) all passed"
 
-demo: venv $(CHECKOUT_LINK)
+# Wheels only: the demo promises a machine with nothing but Python, and a requirement that would
+# compile (or need headers) fails here, on every machine, instead of on a newcomer's.
+$(DEMO_STAMP): requirements-demo.txt meta/ee-requirements.txt
+	$(say) "creating $(DEMO_VENV) from requirements-demo.txt (wheels only)"
+	$(call new-venv,$(DEMO_VENV))
+	$(DEMO_VENV)/bin/python -m pip install --quiet --only-binary :all: --requirement requirements-demo.txt
+	$(DEMO_VENV)/bin/python -m pip check
+	$(DEMO_VENV)/bin/python -m pip list --format=freeze 2>/dev/null \
+	    | grep -iE '^(ansible-core|django|django-oauth-toolkit)=='
+	touch '$@'
+
+demo: $(DEMO_STAMP) $(CHECKOUT_LINK)
 	$(say) "running the demo playbook"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' \
-	    $(BIN)/ansible-playbook -i playbooks/inventory/demo.ini playbooks/demo.yml
+	    $(DEMO_VENV)/bin/ansible-playbook -i playbooks/inventory/demo.ini playbooks/demo.yml
+
+# The collection's HTML docs as antsibull-docs makes them: sphinx-init writes a Sphinx site
+# (conf.py, build.sh), build.sh renders the plugin and role docs from the checkout to RST and runs
+# Sphinx with -W. Sphinx tries the intersphinx inventories online first; offline it falls back to
+# the local files tests/tools/docs-offline-inventories writes where conf.py looks for them.
+docs: venv $(CHECKOUT_LINK)
+	$(say) "antsibull-docs sphinx-init into $(DOCS)"
+	rm -rf '$(DOCS)' && mkdir -p '$(OUTPUT)' && mkdir -m 0755 '$(DOCS)'
+	$(BIN)/antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
+	    --project oauthops.toolkit --copyright 'oauthops.toolkit contributors' \
+	    --title 'oauthops.toolkit' --html-short-title 'oauthops.toolkit' \
+	    --dest-dir '$(DOCS)' oauthops.toolkit
+	$(BIN)/python tests/tools/docs-offline-inventories '$(DOCS)'
+	$(say) "building the docs (build.sh: antsibull-docs collection, sphinx-build -W)"
+	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' '$(DOCS)/build.sh'
+	@echo 'the docs: $(DOCS)/build/html/index.html'
 
 # Benchmarks print ratios measured within one run; they are not part of `make test`.
 bench: venv
