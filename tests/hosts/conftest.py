@@ -18,6 +18,8 @@ versions = {}
 
 
 def pytest_terminal_summary(terminalreporter):
+    if os.geteuid() != 0:
+        terminalreporter.write_line("WARNING: the hosts tests were NOT RUN: they need root", red=True, bold=True)
     if versions:
         terminalreporter.write_line(
             "hosts: the application's virtualenv ran Python %(python)s, Django %(django)s, DOT %(dot)s" % versions
