@@ -17,6 +17,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -165,10 +166,13 @@ def database_env(database):
 # -- sshd -------------------------------------------------------------------------------------
 
 
-def free_port():
-    with contextlib.closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count):
+    """Loopback ports nobody listens on (all bound at once, so they differ)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(contextlib.closing(socket.socket())) for _index in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def path_without(directory, command, dirs=("/usr/local/bin", "/usr/bin", "/bin", "/usr/games")):
@@ -214,7 +218,7 @@ class Sshd:
                                   timeout=10, check=False).stdout.split()
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), 15)
+                os.kill(int(pid), signal.SIGTERM)
         self.process.terminate()
         self.process.wait(timeout=10)
 
@@ -231,7 +235,7 @@ def start_sshd(workdir, public_dir):
     shutil.copy(str(client_key) + ".pub", authorized_keys)
     authorized_keys.chmod(0o644)
     noacl_path = path_without(public_dir / "noacl-bin", "setfacl")
-    port, noacl_port = free_port(), free_port()
+    port, noacl_port = free_ports(2)
     config = workdir / "sshd_config"
     config.write_text("\n".join([
         "ListenAddress 127.0.0.1",

@@ -65,7 +65,7 @@ def test_the_modules_run_as_the_application_user(way, ansible, app_site, databas
         assert granted not in output and " PUT " not in output
     else:
         assert granted in output and " PUT " in output
-    assert set(owners(database.parent).values()) == {APP_USER}, "something ran the Django side as another user"
+    assert set(owners(database.parent).values()) == {APP_USER}, "the database's directory holds another user's file"
 
 
 PROBES = {
