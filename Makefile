@@ -19,7 +19,7 @@ DEMO_STAMP := $(DEMO_VENV)/.requirements-installed
 # Debian packages `make test` needs (make system-packages installs them as root, else says how):
 # a C compiler and the MariaDB client headers to build mysqlclient; cron (crontab, the daemon) and
 # procps (pgrep) for the cron tests.
-SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps
+SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps openssh-server sudo acl
 DIST := $(OUTPUT)/dist
 EE_WORK := $(OUTPUT)/ee
 DOCS := $(OUTPUT)/docs
@@ -38,7 +38,7 @@ VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.versi
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help system-packages venv unit integration sanity build ee docs-lint lint test demo docs bench clean
+.PHONY: help system-packages venv unit integration hosts sanity build ee docs-lint lint test demo docs bench clean
 
 help:
 	@echo 'make system-packages'
@@ -46,12 +46,13 @@ help:
 	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements-test.txt'
 	@echo 'make unit         pytest tests/unit on each backend, and the cleanup differential tests on DOT 2.4.0'
 	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
+	@echo 'make hosts        pytest tests/hosts: the installed tarball over SSH (loopback sshd), become_user; root only'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
 	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
 	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         system-packages, venv, then unit integration sanity build ee docs-lint lint;'
+	@echo 'make test         system-packages, venv, then unit integration hosts sanity build ee docs-lint lint;'
 	@echo '                  stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
@@ -96,6 +97,11 @@ unit: venv
 integration: venv
 	$(say) "integration tests: pytest tests/integration"
 	$(BIN)/python -m pytest tests/integration
+
+# Needs root (it creates users, a sudo rule and /etc/cron.d files), openssh-server, sudo and acl.
+hosts: venv
+	$(say) "hosts tests: the installed tarball over a loopback sshd, as the application user"
+	$(BIN)/python -m pytest tests/hosts
 
 sanity: venv
 	$(say) "copying the collection's files (git ls-files, untracked included) to $(SANITY_TREE)"
@@ -165,7 +171,7 @@ lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
-TEST_STEPS := unit integration sanity build ee docs-lint lint
+TEST_STEPS := unit integration hosts sanity build ee docs-lint lint
 
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
 test: system-packages
