@@ -17,23 +17,26 @@ MICROSECOND = timedelta(microseconds=1)
 FAR = timedelta(days=30)
 
 
-def token_models():
+def dot_token_models():
     from oauth2_provider.models import (
         get_access_token_model,
         get_grant_model,
         get_id_token_model,
         get_refresh_token_model,
     )
+
+    return [get_id_token_model(), get_access_token_model(), get_refresh_token_model(), get_grant_model()]
+
+
+def token_models():
+    """Every table a graph writes to, and those DOT's clear_expired() deletes from."""
+    from oauth2_provider import models
     from testapp.models import TokenAudit, TokenSession
 
-    return [
-        get_id_token_model(),
-        get_access_token_model(),
-        get_refresh_token_model(),
-        get_grant_model(),
-        TokenAudit,
-        TokenSession,
-    ]
+    extra = []
+    if hasattr(models, "get_par_request_model"):
+        extra.append(models.get_par_request_model())  # DOT's main branch: pushed authorization requests
+    return dot_token_models() + [TokenAudit, TokenSession] + extra
 
 
 def moments(now, expire_seconds=None, grace_seconds=0):
