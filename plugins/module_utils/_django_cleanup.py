@@ -188,11 +188,11 @@ class _Run:
         from django.db.models.deletion import ProtectedError, RestrictedError
 
         deleter = SqlDeleter(self.connection)
-        if plan.collector_reason is None and not (_has_guards(plan) and deleter.guarded(plan, keys)):
-            pk = category.model._meta.pk
-            if not isinstance(pk, IntegerField):
-                keys = [pk.get_db_prep_value(key, self.connection) for key in keys]
-            deleted = deleter.delete(plan, keys, absent=category.unreferenced_by)
+        pk = category.model._meta.pk
+        # The statements bind keys themselves: a UUID, say, must be in the form the database stores.
+        sql_keys = keys if isinstance(pk, IntegerField) else [pk.get_db_prep_value(key, self.connection) for key in keys]
+        if plan.collector_reason is None and not (_has_guards(plan) and deleter.guarded(plan, sql_keys)):
+            deleted = deleter.delete(plan, sql_keys, absent=category.unreferenced_by)
             for label, rows in deleter.cascaded.items():
                 self._count_cascaded(label, rows)
             return deleted
