@@ -18,7 +18,7 @@ description:
     period, reuse protection) and 3.4.1 (orphaned refresh tokens). E(REFRESH_TOKEN_EXPIRE_SECONDS),
     E(REFRESH_TOKEN_GRACE_PERIOD_SECONDS), E(REFRESH_TOKEN_REUSE_PROTECTION) and swapped token models are honoured.
   - It recognises C(clear_expired()) by a fingerprint of its code (RV(clear_expired_fingerprint)), not by DOT's
-    version string, and uses its own rules only for the implementations its tests proved: those of DOT 2.0.0 to
+    version string, and uses its own rules only for the implementations its tests proved, those of DOT 2.0.0 to
     3.4.1 (1.7 ships the function of 2.0). Any other C(clear_expired()), from a fork, a patched install, DOT's main
     branch or a later release that changes it, runs itself, and the module warns; the end state is that function's.
   - Much less work than C(cleartokens), for the same result. Each kind of token is walked once in primary-key order
