@@ -45,7 +45,9 @@ REFRESH_CATEGORIES = CATEGORIES[:3]
 # one runs the proven code and gets its rule set, whatever its version string; the releases in
 # the last column were found that way, by fingerprinting each wheel on PyPI
 # (tests/tools/dot-fingerprints). Any other fingerprint -- a fork, a patch, DOT's main branch, a
-# future release that changes the function -- runs DOT's own clear_expired().
+# future release that changes the function -- runs DOT's own clear_expired(). Not covered: a token
+# model whose `objects` manager overrides QuerySet.delete() (a soft delete, say), which DOT's
+# batches call and the engine's SQL does not.
 PROVEN_IMPLEMENTATIONS = (
     ("1547fa470e1e173b", "2.0", "2.2.0", "1.7.0 to 2.2.0"),
     ("2cd1589f2e0029c9", "2.3", "2.4.0", "2.3.0 to 3.3.0"),
