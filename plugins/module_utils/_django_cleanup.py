@@ -29,15 +29,16 @@ from ._django_cleanup_rules import (
     categories,
     cutoffs,
     delete_plan,
+    installed_clear_expired_fingerprint,
     installed_dot_version,
     predicted_counts,
+    proven_releases,
     rule_set_for,
 )
 from ._django_side import OperationError, require_migrated
 
 LOCK_NAME = "oauthops.toolkit token cleanup"
 LOCK_POLL_SECONDS = 0.2
-KNOWN_RELEASES = "2.0.0 to 3.4.1"
 
 
 def _number(params: dict, name: str, default, minimum: float, integer: bool = False, exclusive: bool = False):
@@ -198,11 +199,11 @@ class _Run:
         from django.db.models.deletion import ProtectedError, RestrictedError
 
         deleter = SqlDeleter(self.connection)
-        if plan.collector_reason is None and not (_has_guards(plan) and deleter.guarded(plan, keys)):
-            pk = category.model._meta.pk
-            if not isinstance(pk, IntegerField):
-                keys = [pk.get_db_prep_value(key, self.connection) for key in keys]
-            deleted = deleter.delete(plan, keys, absent=category.unreferenced_by)
+        pk = category.model._meta.pk
+        # The statements bind keys themselves: a UUID, say, must be in the form the database stores.
+        sql_keys = keys if isinstance(pk, IntegerField) else [pk.get_db_prep_value(key, self.connection) for key in keys]
+        if plan.collector_reason is None and not (_has_guards(plan) and deleter.guarded(plan, sql_keys)):
+            deleted = deleter.delete(plan, sql_keys, absent=category.unreferenced_by)
             for label, rows in deleter.cascaded.items():
                 self._count_cascaded(label, rows)
             return deleted
@@ -272,7 +273,12 @@ def _token_models() -> list:
 
 
 def _run_dot_clear_expired(database: str) -> dict:
-    """DOT's own clear_expired() for a release we have no proven rules for; counts by row counts."""
+    """DOT's own clear_expired(), for an implementation we have no proven rules for; counts by row counts.
+
+    Such an implementation may clean up more than the token tables (DOT's main branch also
+    deletes expired pushed authorization requests), so the rows every other table of DOT's
+    app lost are counted too, under the model's label."""
+    from django.apps import apps
     from django.db import router
     from oauth2_provider.models import clear_expired
 
@@ -282,11 +288,13 @@ def _run_dot_clear_expired(database: str) -> dict:
             "unsupported",
             "DOT's clear_expired() always works on the database the routers choose, not on '%s'" % database,
         )
-    before = [model.objects.using(database).count() for model in models]
+    models += [model for model in apps.get_app_config("oauth2_provider").get_models() if model not in models]
+    before = [model._base_manager.using(database).count() for model in models]
     clear_expired()
-    gone = [count - model.objects.using(database).count() for count, model in zip(before, models)]
+    gone = [count - model._base_manager.using(database).count() for count, model in zip(before, models)]
     deleted = dict.fromkeys(REFRESH_CATEGORIES)
     deleted.update(access_tokens=gone[1], id_tokens=gone[2], grants=gone[3], refresh_tokens=gone[0])
+    deleted.update((model._meta.label, rows) for model, rows in zip(models[4:], gone[4:]) if rows)
     return deleted
 
 
@@ -298,15 +306,23 @@ def _cutoffs(moments: dict) -> dict:
     return {name: moment and moment.isoformat() for name, moment in moments.items()}
 
 
-def _predict(rule_set, version: str, context, result: dict) -> None:
+def _unproven(result: dict) -> str:
+    """Why the engine does not use its own rules for the installed clear_expired()."""
+    fingerprint = result["clear_expired_fingerprint"]
+    which = "fingerprint %s" % fingerprint if fingerprint else "its source cannot be read"
+    message = (
+        "the clear_expired() of the installed django-oauth-toolkit %s (%s) is not one this module's cleanup rules "
+        "were proven against (those of DOT %s)"
+    )
+    return message % (result["dot_version"], which, proven_releases())
+
+
+def _predict(rule_set, context, result: dict) -> None:
     """Check mode: the counts a real run would delete, from COUNT queries only."""
     from django.utils import timezone
 
     if rule_set is None:
-        context.warn(
-            "django-oauth-toolkit %s is not one of the releases whose cleanup rules this module knows (%s): "
-            "check mode cannot predict what its clear_expired() deletes" % (version, KNOWN_RELEASES)
-        )
+        context.warn("check mode cannot predict what clear_expired() would delete, because %s" % _unproven(result))
         result.update(deleted=dict.fromkeys(CATEGORIES), total=None, msg="nothing predicted, nothing deleted")
         return
     moments = cutoffs(rule_set, timezone.now())
@@ -357,28 +373,28 @@ def run_token_cleanup(params: dict, context) -> dict:
     started = time.monotonic()
     require_migrated(context.database, _token_models())
     options = cleanup_options(params)
-    version = installed_dot_version()
-    rule_set = rule_set_for(version)
+    fingerprint = installed_clear_expired_fingerprint()
+    rule_set = rule_set_for(fingerprint)
     result = {
         "changed": False,
         "deleted": dict.fromkeys(CATEGORIES, 0),
         "total": 0,
         "batches": 0,
         "complete": True,
-        "dot_version": version,
+        "dot_version": installed_dot_version(),
+        "clear_expired_fingerprint": fingerprint,
         "rules": rule_set or "clear_expired",
         "batch_size": options["batch_size"],
         "batch_interval": options["batch_interval"],
     }
     if rule_set is None and not context.check_mode:
         context.warn(
-            "django-oauth-toolkit %s is not one of the releases whose cleanup rules this module knows (%s): "
-            "ran DOT's own clear_expired() instead, with DOT's batch settings and without max_runtime"
-            % (version, KNOWN_RELEASES)
+            "ran DOT's own clear_expired(), with DOT's batch settings and without max_runtime, because %s"
+            % _unproven(result)
         )
     try:
         if context.check_mode:
-            _predict(rule_set, version, context, result)
+            _predict(rule_set, context, result)
         else:
             _clean(rule_set, options, context, result, started)
     except ImproperlyConfigured as exc:

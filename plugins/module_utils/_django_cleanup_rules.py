@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: oauthops.toolkit contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which rows DOT's clear_expired() deletes, per DOT release: the "what" of token cleanup.
+"""Which rows DOT's clear_expired() deletes, per implementation of it: the "what" of token cleanup.
 
 DOT changed these rules in 2.3 (ID tokens), 3.4.0 (grace period, reuse protection,
 `revoked__lte`) and 3.4.1 (orphaned refresh tokens, `revoked IS NULL` and `__lte` for
-idle expiry), and each change was in a minor or patch release. So the engine only
-trusts rule sets it has been proven against (tests/unit/test_cleanup_differential.py);
-any other release gets DOT's own clear_expired(). Each rule set below restates DOT's
-filters verbatim, in DOT's order, because later categories see the effect of earlier
+idle expiry), each time in a minor or patch release; and DOT's main branch, a fork or a
+patched install can change them while still calling itself 3.4.1. So the engine does not
+go by the version string: it fingerprints the installed clear_expired() and uses a rule
+set only for an implementation the differential tests (tests/unit/test_cleanup_differential.py)
+have proven; anything else gets DOT's own clear_expired(). Each rule set below restates
+DOT's filters verbatim, in DOT's order, because later categories see the effect of earlier
 ones (deleting a refresh token frees its access token for the access-token category).
 
 Django is imported inside functions: Ansible imports this file on hosts without it.
@@ -16,7 +18,10 @@ Django is imported inside functions: Ansible imports this file on hosts without 
 
 from __future__ import annotations
 
-import re
+import ast
+import hashlib
+import linecache
+import types
 
 CATEGORIES = (
     "revoked_refresh_tokens",
@@ -28,10 +33,27 @@ CATEGORIES = (
 )
 REFRESH_CATEGORIES = CATEGORIES[:3]
 
-# First release of each rule set; a rule set lasts until the next one starts.
-RULE_SETS = (((2, 0, 0), "2.0"), ((2, 3, 0), "2.3"), ((3, 4, 0), "3.4.0"), ((3, 4, 1), "3.4.1"))
-# The newest release whose clear_expired() the differential tests have been run against.
-NEWEST_KNOWN = (3, 4, 1)
+# The clear_expired() implementations the differential tests have been run against:
+# (fingerprint, rule set, the release the tests run on, the releases on PyPI that ship it).
+#
+# Only the function is fingerprinted because it is the only part of DOT the rule sets restate:
+# its filters, their order, its cut-offs and its batching (batch_delete is nested in it). What
+# else decides which rows go is read from the installed DOT at run time, the same way
+# clear_expired() reads it: the settings, the (possibly swapped) models and their relations'
+# on_delete, signal receivers, and, from 3.4.1, DOT's refresh_token_expire_timedelta(), which
+# the engine calls itself. So a release whose clear_expired() has the fingerprint of a proven
+# one runs the proven code and gets its rule set, whatever its version string; the releases in
+# the last column were found that way, by fingerprinting each wheel on PyPI
+# (tests/tools/dot-fingerprints). Any other fingerprint -- a fork, a patch, DOT's main branch, a
+# future release that changes the function -- runs DOT's own clear_expired(). Not covered: a token
+# model whose `objects` manager overrides QuerySet.delete() (a soft delete, say), which DOT's
+# batches call and the engine's SQL does not.
+PROVEN_IMPLEMENTATIONS = (
+    ("1547fa470e1e173b", "2.0", "2.2.0", "1.7.0 to 2.2.0"),
+    ("2cd1589f2e0029c9", "2.3", "2.4.0", "2.3.0 to 3.3.0"),
+    ("76f56431aa0ef5db", "3.4.0", "3.4.0", "3.4.0"),
+    ("139e9933482f01cc", "3.4.1", "3.4.1", "3.4.1"),
+)
 
 
 class Category:
@@ -76,19 +98,79 @@ def installed_dot_version() -> str:
     return distribution_version("django-oauth-toolkit")
 
 
-def rule_set_for(version: str) -> str | None:
-    """The rule set of a DOT release, or None for a release the engine was not proven against."""
-    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
-    if not match:
+# Fields that say nothing about what the code does (`ctx` follows from the syntax around a
+# name) or that appeared in later Pythons; leaving them out, with empty fields, keeps one
+# function's fingerprint the same on every Python from 3.8 on.
+_UNFINGERPRINTED_FIELDS = frozenset(["ctx", "kind", "type_comment", "type_params"])
+
+
+def _syntax(node) -> str:
+    if isinstance(node, ast.AST):
+        fields = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if name not in _UNFINGERPRINTED_FIELDS and value is not None and value != []:
+                fields.append("%s=%s" % (name, _syntax(value)))
+        return "%s(%s)" % (type(node).__name__, ", ".join(fields))
+    if isinstance(node, list):
+        return "[%s]" % ", ".join(_syntax(item) for item in node)
+    return repr(node)
+
+
+def source_fingerprint(source: str, name: str, first_line: int | None = None) -> str | None:
+    """The fingerprint of the function `name` in module `source` (the one whose code starts at
+    `first_line` when given: a module can define a name twice).
+
+    It hashes the function's syntax tree, not its text: comments, blank lines, line breaks,
+    quotes and the spacing inside f-strings do not count; any change to the code does,
+    docstrings and decorators included. None when there is no such function.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
         return None
-    release = tuple(int(part or 0) for part in match.groups())
-    if release > NEWEST_KNOWN:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            # A function's code starts at its first decorator.
+            starts = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list])
+            if first_line is None or starts == first_line:
+                return hashlib.sha256(_syntax(node).encode("utf-8")).hexdigest()[:16]
+    return None
+
+
+def function_fingerprint(function) -> str | None:
+    """The fingerprint of the code `function` runs, or None when its source cannot be read.
+
+    Read through the function's own code object rather than inspect.getsource(), which
+    follows functools.wraps to the wrapped function and would fingerprint that instead
+    of a wrapper that changes what it does."""
+    if not isinstance(function, types.FunctionType):
         return None
-    chosen = None
-    for first, name in RULE_SETS:
-        if release >= first:
-            chosen = name
-    return chosen
+    code = function.__code__
+    lines = linecache.getlines(code.co_filename, function.__globals__)
+    if not lines:
+        return None
+    return source_fingerprint("".join(lines), code.co_name, code.co_firstlineno)
+
+
+def installed_clear_expired_fingerprint() -> str | None:
+    """The fingerprint of the clear_expired() the cleartokens command would run now."""
+    from oauth2_provider import models
+
+    return function_fingerprint(getattr(models, "clear_expired", None))
+
+
+def rule_set_for(fingerprint: str | None) -> str | None:
+    """The rule set proven for the clear_expired() with this fingerprint, or None for any other."""
+    for proven, rule_set, unused_proven_on, unused_releases in PROVEN_IMPLEMENTATIONS:
+        if fingerprint == proven:
+            return rule_set
+    return None
+
+
+def proven_releases() -> str:
+    """For messages: the DOT releases whose clear_expired() the engine has rules for."""
+    return ", ".join(releases for unused, unused_rules, unused_on, releases in PROVEN_IMPLEMENTATIONS)
 
 
 def cutoffs(rule_set: str, now) -> dict:

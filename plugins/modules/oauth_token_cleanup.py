@@ -14,11 +14,13 @@ version_added: 0.1.0
 description:
   - Deletes the tokens and grants that Django OAuth Toolkit's C(clear_expired()) (the C(cleartokens) management
     command) would delete, leaving exactly the same rows behind, and reports how many of each kind it deleted.
-  - The rules are those of the B(installed) DOT release, which changed them in 2.3 (ID tokens), 3.4.0 (grace period,
-    reuse protection) and 3.4.1 (orphaned refresh tokens). E(REFRESH_TOKEN_EXPIRE_SECONDS),
+  - The rules are those of the B(installed) C(clear_expired()), which DOT changed in 2.3 (ID tokens), 3.4.0 (grace
+    period, reuse protection) and 3.4.1 (orphaned refresh tokens). E(REFRESH_TOKEN_EXPIRE_SECONDS),
     E(REFRESH_TOKEN_GRACE_PERIOD_SECONDS), E(REFRESH_TOKEN_REUSE_PROTECTION) and swapped token models are honoured.
-    For a DOT release the module does not know (older than 2.0.0 or newer than 3.4.1) it runs DOT's own
-    C(clear_expired()) and warns.
+  - It recognises C(clear_expired()) by a fingerprint of its code (RV(clear_expired_fingerprint)), not by DOT's
+    version string, and uses its own rules only for the implementations its tests proved, those of DOT 2.0.0 to
+    3.4.1 (1.7 ships the function of 2.0). Any other C(clear_expired()), from a fork, a patched install, DOT's main
+    branch or a later release that changes it, runs itself, and the module warns; the end state is that function's.
   - Much less work than C(cleartokens), for the same result. Each kind of token is walked once in primary-key order
     and deleted in batches of O(batch_size), each one a few set-based SQL statements in its own short transaction.
     Relations of the project's own models to the token tables keep their C(on_delete) behaviour (CASCADE, SET_NULL,
@@ -128,8 +130,10 @@ deleted:
   description:
     - Rows deleted (in check mode, rows that would be deleted) per kind, in the order DOT deletes them.
     - A kind that the installed DOT release does not clean up is V(0).
-    - After running DOT's own C(clear_expired()) (a DOT release the module does not know), the three refresh token
-      kinds are null and C(refresh_tokens) holds their sum; in check mode all counts are null then.
+    - After running DOT's own C(clear_expired()) (an implementation the module has no proven rules for), the three
+      refresh token kinds are null and C(refresh_tokens) holds their sum, and rows that function deleted from any
+      other table of DOT's app are counted under the model's label (for example
+      C(oauth2_provider.PushedAuthorizationRequest) on DOT's main branch); in check mode all counts are null then.
   returned: always
   type: dict
   contains:
@@ -219,7 +223,7 @@ cutoffs:
   description:
     - The moments the rules compared against, from the installed DOT's settings. C(refresh_revoked_at) or
       C(refresh_expire_at) is null when that kind of refresh token is not deleted.
-  returned: when the module knows the installed DOT release and, outside check mode, got the lock
+  returned: when the module has proven rules for the installed C(clear_expired()) and, outside check mode, got the lock
   type: dict
   sample:
     now: "2026-11-27T03:00:00.000000+00:00"
@@ -231,10 +235,20 @@ dot_version:
   type: str
   sample: 3.4.1
 rules:
-  description: The DOT release whose rules were applied, or V(clear_expired) when DOT's own function ran.
+  description:
+    - The rule set applied, named after the DOT release that introduced it (V(2.0), V(2.3), V(3.4.0) or V(3.4.1)),
+      or V(clear_expired) when DOT's own function ran.
+    - Chosen by RV(clear_expired_fingerprint), not by RV(dot_version).
   returned: always
   type: str
   sample: 3.4.1
+clear_expired_fingerprint:
+  description:
+    - A hash of the code of the installed C(clear_expired()) (its syntax tree, so comments and layout do not count),
+      or null when its source cannot be read. The module has rules for the fingerprints of DOT 2.0.0 to 3.4.1 only.
+  returned: always
+  type: str
+  sample: 139e9933482f01cc
 batch_size:
   description: The batch size used.
   returned: always

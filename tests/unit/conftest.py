@@ -48,3 +48,46 @@ def empty_tables():
 
     get_application_model().objects.all().delete()
     get_user_model().objects.all().delete()
+
+
+# A run of the whole differential file must have seen each category of the installed rule set
+# delete rows in some case; a run narrowed with -k, --deselect or a node id is not held to it.
+DIFFERENTIAL_FILE = "test_cleanup_differential.py"
+narrowed = []
+tally = []
+
+
+def pytest_deselected(items):
+    narrowed.extend(item.nodeid for item in items if DIFFERENTIAL_FILE + "::" in item.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import token_graphs
+
+    exercised = token_graphs.exercised
+    whole_file = not narrowed and not any(DIFFERENTIAL_FILE + "::" in arg for arg in session.config.args)
+    if exitstatus != 0 or not whole_file or not exercised.cases:
+        return
+    from datetime import datetime, timezone
+
+    from oauthops_django_side import _django_cleanup_rules as rules
+
+    moment = datetime.now(timezone.utc)
+    every_cutoff = {"now": moment, "refresh_revoked_at": moment, "refresh_expire_at": moment}
+    missing = []
+    for rule_set, hit in sorted(exercised.categories.items()):
+        names = [category.name for category in rules.categories(rule_set, every_cutoff)]
+        missing += ["%s (rules %s)" % (name, rule_set) for name in names if name not in hit]
+    if missing:
+        tally.append(
+            "FAILED: in %d differential cases clear_expired() never deleted any %s: the graphs do not exercise "
+            "those rules" % (exercised.cases, ", ".join(missing))
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        tally.append("differential cases: %d; each category deleted rows in some of them" % exercised.cases)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in tally:
+        terminalreporter.write_line(line, red=line.startswith("FAILED"), bold=True)

@@ -7,8 +7,14 @@ per-category counts must agree three ways: DOT's own log lines, the engine's rea
 its check-mode prediction. Time is frozen (django.utils.timezone.now, which DOT and the
 engine both call) so that tokens sitting exactly on a cut-off stay there.
 
-Runs on the backend named by OAUTHOPS_UNIT_BACKEND and against whatever DOT is installed
-(tests/tools/run-unit runs it for every backend and for DOT 3.4.1 and 2.4.0).
+Every case must be worth something: it deletes some rows and keeps some, and a run of the
+whole file must see each category that the installed rule set has delete rows somewhere
+(token_graphs.exercised, checked at the end of the session by tests/unit/conftest.py).
+
+Runs on the backend named by OAUTHOPS_UNIT_BACKEND and against whatever DOT is installed:
+tests/tools/run-unit runs it on every backend, for every DOT release in
+PROVEN_IMPLEMENTATIONS, and on a project with swapped token models.
+OAUTHOPS_RANDOM_GRAPHS sets how many random graphs to try (default 120).
 """
 
 import contextlib
@@ -45,16 +51,17 @@ REUSE_CHOICES = (False, True)
 SETTINGS_COMBINATIONS = [
     (expire, grace, reuse) for expire in EXPIRE_CHOICES for grace in GRACE_CHOICES for reuse in REUSE_CHOICES
 ]
+RANDOM_GRAPHS = int(os.environ.get("OAUTHOPS_RANDOM_GRAPHS", "120"))
 
 
 def engine_modules():
-    from oauthops_django_side import _django_cleanup, _django_side
+    from oauthops_django_side import _django_cleanup, _django_cleanup_rules, _django_side
 
-    return _django_side, _django_cleanup
+    return _django_side, _django_cleanup, _django_cleanup_rules
 
 
 def engine(check_mode=False, **params):
-    django_side, cleanup = engine_modules()
+    django_side, cleanup = engine_modules()[:2]
     context = django_side.Context("default", check_mode)
     result = cleanup.run_token_cleanup(params, context)
     result["warnings"] = context.warnings
@@ -104,8 +111,9 @@ class Differential:
             clear_expired()
         counts = dict.fromkeys(DOT_LOG_LINES.values(), 0)
         for record in self.caplog.records:
-            if record.name == "oauth2_provider.models" and record.msg.startswith("%s "):
-                counts[DOT_LOG_LINES[record.msg[3:]]] = record.args[0]
+            category = DOT_LOG_LINES.get(record.msg[3:]) if record.msg.startswith("%s ") else None
+            if record.name == "oauth2_provider.models" and category:
+                counts[category] = record.args[0]
         return counts
 
     def expected(self, batch_size=10000):
@@ -121,6 +129,11 @@ class Differential:
         predicted = engine(check_mode=True, batch_size=batch_size)
         assert graphs.snapshot() == original, "check mode changed the database"
         expected, dot_counts = self.expected(batch_size)
+        kept = graphs.token_rows(expected)
+        assert sum(dot_counts.values()) > 0 and kept > 0, "vacuous case: %d rows deleted, %d kept" % (
+            sum(dot_counts.values()),
+            kept,
+        )
         result = engine(batch_size=batch_size)
         actual = graphs.snapshot()
         assert actual == expected, "end states differ:\n" + graphs.differences(expected, actual)
@@ -131,6 +144,7 @@ class Differential:
         assert result["total"] == predicted["total"] == sum(dot_counts.values())
         rerun = engine(batch_size=batch_size)
         assert (rerun["changed"], rerun["total"]) == (False, 0)
+        graphs.exercised.record(result["rules"], dot_counts)
         return result
 
 
@@ -164,7 +178,7 @@ def test_differential_settings_combinations(differential, dot_settings, combinat
     differential.check(batch_size=BATCH_SIZES[seed % len(BATCH_SIZES)])
 
 
-@pytest.mark.parametrize("seed", range(120))
+@pytest.mark.parametrize("seed", range(RANDOM_GRAPHS))
 def test_differential_random_graphs(differential, dot_settings, seed):
     rng = random.Random(seed)
     expire = rng.choice(EXPIRE_CHOICES + (0, 1, timedelta(0)))
@@ -315,9 +329,9 @@ def test_protect_is_not_bypassed(differential, token_hold):
     assert access_model.objects.filter(pk=held.pk).exists()
 
 
-def test_unknown_dot_version_runs_dots_own_clear_expired(differential, dot_settings, monkeypatch):
+def test_an_unproven_clear_expired_runs_itself(differential, dot_settings, monkeypatch):
     cleanup = engine_modules()[1]
-    monkeypatch.setattr(cleanup, "installed_dot_version", lambda: "9.1.0")
+    monkeypatch.setattr(cleanup, "installed_clear_expired_fingerprint", lambda: "0123456789abcdef")
     dot_settings(**_settings(3600, 0, False))
     graphs.generate(random.Random("fallback"), NOW, 3600, size=30)
     expected, dot_counts = differential.expected()
@@ -327,7 +341,7 @@ def test_unknown_dot_version_runs_dots_own_clear_expired(differential, dot_setti
     assert any("cannot predict" in warning for warning in predicted["warnings"])
     result = engine()
     assert graphs.snapshot() == expected
-    assert result["rules"] == "clear_expired" and "9.1.0" in result["warnings"][0]
+    assert result["rules"] == "clear_expired" and "fingerprint 0123456789abcdef" in result["warnings"][0]
     refresh = sum(
         dot_counts[name] for name in ("revoked_refresh_tokens", "orphaned_refresh_tokens", "expired_refresh_tokens")
     )
@@ -335,6 +349,61 @@ def test_unknown_dot_version_runs_dots_own_clear_expired(differential, dot_setti
     assert result["deleted"]["revoked_refresh_tokens"] is None
     assert result["deleted"]["access_tokens"] == dot_counts["access_tokens"]
     assert result["total"] == sum(dot_counts.values())
+
+
+def pushed_authorization_requests(now):
+    """Requests on both sides of `now`, where DOT has them (its main branch): how many have expired."""
+    from oauth2_provider import models
+
+    if not hasattr(models, "get_par_request_model"):
+        return 0
+    moments = [now - graphs.FAR, now - graphs.MICROSECOND, now, now + graphs.FAR]
+    for index, expires in enumerate(moments):
+        models.get_par_request_model().objects.create(
+            request_uri="urn:ietf:params:oauth:request_uri:graph-%d" % index, client_id="token-graphs", expires=expires
+        )
+    return 2
+
+
+def test_the_installed_clear_expired_decides_the_rules(differential, dot_settings, monkeypatch):
+    """The engine goes by the installed clear_expired(), not by DOT's version string.
+
+    A DOT release the differential tests run on has the fingerprint recorded for it and gets its
+    rule set. test_cleanup_implementations.py runs this test again against DOTs that say 3.4.1 and
+    are not (a patched copy, DOT's main branch) with OAUTHOPS_EXPECT_RULES=clear_expired: there the
+    engine must run that clear_expired() itself, where the rules of 3.4.1 would have gone wrong.
+    """
+    cleanup, rules = engine_modules()[1:]
+    version, fingerprint = rules.installed_dot_version(), rules.installed_clear_expired_fingerprint()
+    expected_rules = os.environ.get("OAUTHOPS_EXPECT_RULES")
+    if expected_rules is None:
+        recorded = {on: proven for proven, unused, on, unused_releases in rules.PROVEN_IMPLEMENTATIONS}
+        if version in recorded:
+            assert fingerprint == recorded[version], "DOT %s's clear_expired() is not the one recorded" % version
+        expected_rules = rules.rule_set_for(fingerprint) or "clear_expired"
+    dot_settings(**_settings(3600, 0, False))
+    graphs.generate(random.Random("installed"), NOW, 3600, size=40)
+    expired_requests = pushed_authorization_requests(NOW)
+    original = graphs.snapshot()
+    expected, dot_counts = differential.expected()
+
+    result = engine()
+    assert (result["rules"], result["dot_version"]) == (expected_rules, version)
+    assert result["clear_expired_fingerprint"] == fingerprint
+    actual = graphs.snapshot()
+    assert actual == expected, graphs.differences(expected, actual)
+    if expected_rules != "clear_expired":
+        assert result["deleted"] == dot_counts and not result["warnings"]
+        return
+    assert "installed django-oauth-toolkit %s (fingerprint %s)" % (version, fingerprint) in result["warnings"][0]
+    assert result["total"] == sum(dot_counts.values()) + expired_requests
+    if expired_requests:
+        assert result["deleted"]["oauth2_provider.PushedAuthorizationRequest"] == expired_requests
+    # What going by the version string would have done: not what this clear_expired() does.
+    graphs.restore(original)
+    monkeypatch.setattr(cleanup, "rule_set_for", lambda fingerprint: "3.4.1")
+    assert engine()["rules"] == "3.4.1"
+    assert graphs.snapshot() != expected
 
 
 def test_max_runtime_stops_between_batches_and_the_next_run_finishes(differential, dot_settings):

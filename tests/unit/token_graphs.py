@@ -17,23 +17,49 @@ MICROSECOND = timedelta(microseconds=1)
 FAR = timedelta(days=30)
 
 
-def token_models():
+class Exercised:
+    """What the differential cases of a session made clear_expired() delete: the categories with
+    rows deleted in some case, per rule set. tests/unit/conftest.py fails a whole-file run in
+    which a category of the installed rule set never deleted anything."""
+
+    def __init__(self):
+        self.cases = 0
+        self.categories = {}  # rule set -> categories that deleted rows in some case
+
+    def record(self, rules, counts):
+        self.cases += 1
+        hit = self.categories.setdefault(rules, set())
+        hit.update(category for category, rows in counts.items() if rows)
+
+
+exercised = Exercised()
+
+
+def dot_token_models():
     from oauth2_provider.models import (
         get_access_token_model,
         get_grant_model,
         get_id_token_model,
         get_refresh_token_model,
     )
+
+    return [get_id_token_model(), get_access_token_model(), get_refresh_token_model(), get_grant_model()]
+
+
+def token_models():
+    """Every table a graph writes to, and those DOT's clear_expired() deletes from."""
+    from oauth2_provider import models
     from testapp.models import TokenAudit, TokenSession
 
-    return [
-        get_id_token_model(),
-        get_access_token_model(),
-        get_refresh_token_model(),
-        get_grant_model(),
-        TokenAudit,
-        TokenSession,
-    ]
+    extra = []
+    if hasattr(models, "get_par_request_model"):
+        extra.append(models.get_par_request_model())  # DOT's main branch: pushed authorization requests
+    return dot_token_models() + [TokenAudit, TokenSession] + extra
+
+
+def token_rows(state):
+    """How many rows a snapshot holds in DOT's four token tables."""
+    return sum(len(state[model._meta.db_table][1]) for model in dot_token_models())
 
 
 def moments(now, expire_seconds=None, grace_seconds=0):
@@ -103,6 +129,10 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
         return id_model.objects.create(expires=pick(), scope="openid", **common)
 
     size = rng.randint(0, 24) if size is None else size
+    # Like a real table, every graph holds a token that every rule set deletes and one that every
+    # rule set keeps, so no case compares two untouched databases (Differential.check asserts it).
+    for expires in (min(points), max(points)):
+        access_model.objects.create(token=token(), expires=expires, scope="read", **common)
     access_tokens = []
     refresh_tokens = []
     for unused in range(size):

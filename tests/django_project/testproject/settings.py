@@ -73,6 +73,13 @@ if os.environ.get("OAUTHOPS_TEST_SWAPPED_APPLICATION"):
     INSTALLED_APPS.append("swappedapp")
     OAUTH2_PROVIDER_APPLICATION_MODEL = "swappedapp.PartnerApplication"
 
+if os.environ.get("OAUTHOPS_TEST_SWAPPED_TOKENS"):
+    # DOT's documented way to extend the token models: access and refresh tokens swapped together,
+    # into one app, before the first migration. Their keys are a UUID and a string.
+    INSTALLED_APPS.append("swappedtokens")
+    OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "swappedtokens.AccessToken"
+    OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "swappedtokens.RefreshToken"
+
 if os.environ.get("OAUTHOPS_TEST_NOISY_SETTINGS"):
     # Real settings files print (debug banners, deprecation notes), log to stdout and warn; the
     # bridge must keep its JSON channel clean regardless, and a healthy cron job must stay silent.
