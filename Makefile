@@ -28,16 +28,17 @@ VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.versi
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help venv unit integration sanity build lint test demo bench clean
+.PHONY: help venv unit integration matrix sanity build lint test demo bench clean
 
 help:
 	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements.txt'
 	@echo 'make unit         pytest tests/unit on each backend, and the cleanup differential tests on DOT 2.4.0'
 	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
+	@echo 'make matrix       modules, cleanup and cron job on every supported stack (MATRIX_CELLS=name... for some)'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         venv, then unit integration sanity build lint; stops at the first failure'
+	@echo 'make test         venv, then unit integration matrix sanity build lint; stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup() (not a test)'
 	@echo 'make clean        remove .venv and tests/output'
@@ -69,6 +70,12 @@ unit: venv
 integration: venv
 	$(say) "integration tests: pytest tests/integration"
 	$(BIN)/python -m pytest tests/integration
+
+# Each cell builds its own virtualenvs under tests/output/matrix (once) from pyenv's or PATH's Pythons,
+# so it needs no .venv; `tests/tools/run-matrix --list` shows the cells.
+matrix:
+	$(say) "version matrix: controllers, target Pythons and Django/DOT stacks, on SQLite"
+	tests/tools/run-matrix $(MATRIX_CELLS)
 
 sanity: venv
 	$(say) "copying the collection's files (git ls-files, untracked included) to $(SANITY_TREE)"
@@ -115,13 +122,13 @@ lint: venv $(CHECKOUT_LINK)
 
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
 test: venv
-	@for target in unit integration sanity build lint; do \
+	@for target in unit integration matrix sanity build lint; do \
 	    start=$$SECONDS; \
 	    $(MAKE) --no-print-directory "$$target" \
 	        || { printf '\n*** make test: %s FAILED (see above) ***\n' "$$target" >&2; exit 1; }; \
 	    printf '==> %s passed in %d s\n' "$$target" "$$((SECONDS - start))"; \
 	done
-	$(say) "make test: unit integration sanity build lint all passed"
+	$(say) "make test: unit integration matrix sanity build lint all passed"
 
 demo: venv $(CHECKOUT_LINK)
 	$(say) "running the demo playbook"
