@@ -38,7 +38,7 @@ VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.versi
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help system-packages venv unit integration hosts sanity build ee docs-lint lint test demo docs bench clean
+.PHONY: help system-packages venv unit integration matrix hosts sanity build ee docs-lint lint test demo docs bench clean
 
 help:
 	@echo 'make system-packages'
@@ -48,12 +48,13 @@ help:
 	@echo '                  other DOT release they prove (OAUTHOPS_DOT_SOURCE=DIR: also DOT main, see README)'
 	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
 	@echo 'make hosts        pytest tests/hosts: the installed tarball over SSH (loopback sshd), become_user; root only'
+	@echo 'make matrix       modules, cleanup and cron job on every supported stack (MATRIX_CELLS=name... for some)'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
 	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
 	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         system-packages, venv, then unit integration hosts sanity build ee docs-lint lint;'
+	@echo 'make test         system-packages, venv, then unit integration matrix hosts sanity build ee docs-lint lint;'
 	@echo '                  stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
@@ -108,6 +109,12 @@ integration: venv
 hosts: venv
 	$(say) "hosts tests: the installed tarball over a loopback sshd, as the application user"
 	$(BIN)/python -m pytest tests/hosts
+
+# Each cell builds its own virtualenvs under tests/output/matrix (once) from pyenv's or PATH's Pythons,
+# so it needs no .venv; `tests/tools/run-matrix --list` shows the cells.
+matrix:
+	$(say) "version matrix: controllers, target Pythons and Django/DOT stacks, on SQLite"
+	tests/tools/run-matrix $(MATRIX_CELLS)
 
 sanity: venv
 	$(say) "copying the collection's files (git ls-files, untracked included) to $(SANITY_TREE)"
@@ -177,7 +184,7 @@ lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
-TEST_STEPS := unit integration hosts sanity build ee docs-lint lint
+TEST_STEPS := unit integration matrix hosts sanity build ee docs-lint lint
 
 # Sub-makes run one at a time, in this order, and the first failure stops the run.
 test: system-packages

@@ -11,6 +11,8 @@ this file (to ship it) on hosts without Django.
 
 from __future__ import annotations
 
+import inspect
+
 from ._django_side import OperationError, require_migrated
 
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
@@ -240,12 +242,16 @@ def validate(plan: Plan, database: str) -> None:
     from django.core.exceptions import ValidationError
     from django.db import DEFAULT_DB_ALIAS
 
+    # Django's unique and constraint checks query the default database; on another alias the
+    # client_id lookup done by the caller and the database's own constraints stand in.
+    on_default = database == DEFAULT_DB_ALIAS
+    checks = {"validate_unique": on_default}
+    # Django 4.1 added Meta.constraints checks to full_clean() and this keyword with them; older
+    # releases (3.2 and 4.0, which DOT 2.x supports) check no constraints and refuse the keyword.
+    if "validate_constraints" in inspect.signature(plan.instance.full_clean).parameters:
+        checks["validate_constraints"] = on_default
     try:
-        # Django's unique checks query the default database; on another alias the
-        # client_id lookup done by the caller and the database's own constraints stand in.
-        plan.instance.full_clean(
-            validate_unique=database == DEFAULT_DB_ALIAS, validate_constraints=database == DEFAULT_DB_ALIAS
-        )
+        plan.instance.full_clean(**checks)
     except ValidationError as exc:
         fields = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         message = "; ".join(

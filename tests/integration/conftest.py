@@ -55,6 +55,9 @@ def unmigrated_database(database, tmp_path_factory):
 
 
 class PlaybookRunner:
+    # The controller beside this interpreter; a cell of the version matrix names another.
+    ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
+
     def __init__(self, collections_path, bare_python, database, workdir, prefix):
         self.collections_path = collections_path
         self.bare_python = bare_python
@@ -96,7 +99,7 @@ class PlaybookRunner:
             **(environ or {}),
         )
         command = [
-            str(Path(sys.executable).parent / "ansible-playbook"),
+            self.ansible_playbook,
             "-i",
             "localhost,",
             "-c",

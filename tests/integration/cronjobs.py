@@ -90,7 +90,9 @@ def scratch():
 @pytest.fixture(scope="session")
 def app_python(app_user, scratch):
     """The project's interpreter, or a copy of it that the job's user can run."""
-    probe = as_user(app_user, [PROJECT_PYTHON, "-c", "import django, oauth2_provider"])
+    # Through env, as cron's shell starts it: setpriv still holds root's capabilities when it execs its
+    # command, so it can start an interpreter under /root (0700) that the user's own shell cannot.
+    probe = as_user(app_user, ["env", PROJECT_PYTHON, "-c", "import django, oauth2_provider"])
     if subprocess.run(probe, cwd="/", capture_output=True, check=False).returncode == 0:
         return PROJECT_PYTHON
     return readable_python_copy(scratch / "python")

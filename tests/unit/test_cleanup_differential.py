@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -406,12 +407,30 @@ def test_the_installed_clear_expired_decides_the_rules(differential, dot_setting
     assert graphs.snapshot() != expected
 
 
-def test_max_runtime_stops_between_batches_and_the_next_run_finishes(differential, dot_settings):
+class SleepOnlyClock:
+    """The cleanup module's `time` for a test: only its sleeps advance the clock, so max_runtime stops
+    a run after a known number of batches however slow the machine is."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_max_runtime_stops_between_batches_and_the_next_run_finishes(differential, dot_settings, monkeypatch):
     dot_settings(**_settings(3600, 0, False))
     graphs.generate(random.Random("max-runtime"), NOW, 3600, size=40)
     expected, dot_counts = differential.expected()
-    first = engine(batch_size=1, batch_interval=0.05, max_runtime=0.3)
-    assert first["complete"] is False and 0 < first["total"] < sum(dot_counts.values())
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_modules()[1], "time", SleepOnlyClock())
+        # Batches start at 0, 0.25, ..., 1.25; the next pause would end at 1.5, the deadline.
+        first = engine(batch_size=1, batch_interval=0.25, max_runtime=1.5)
+    assert sum(dot_counts.values()) > 6
+    assert (first["complete"], first["batches"], first["total"]) == (False, 6, 6)
     assert "max_runtime" in first["msg"]
     second = engine(batch_size=1)
     assert second["complete"] is True
@@ -465,7 +484,74 @@ def far_graph(size):
     graphs.generate(random.Random("far/%d" % size), now, size=size, points=far)
 
 
-def start_engine(**params):
+# The engine's entry point, run by the process of a Hold: it reports how many access and refresh tokens
+# are committed when its run gets to the hold (its first batch committed), and waits for the test.
+HELD_MAIN = """
+import os, sys
+from oauthops_django_side import _django_cleanup
+from oauthops_django_side._django_side import main
+
+reached, release, where = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+Run = _django_cleanup._Run
+hooked = Run._delete_batch if where == "transaction" else Run._may_start_batch
+
+
+def committed_rows():
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    return get_access_token_model().objects.count() + get_refresh_token_model().objects.count()
+
+
+def held(self, *args):
+    global reached
+    if self.batches != 1 or reached is None:
+        return hooked(self, *args)
+    committed = committed_rows()
+    result = hooked(self, *args) if where == "transaction" else None
+    os.write(reached, str(committed).encode())
+    os.close(reached)
+    reached = None
+    os.read(release, 1)  # until the test releases the run or goes away
+    return result if where == "transaction" else hooked(self, *args)
+
+
+setattr(Run, hooked.__name__, held)
+main()
+"""
+
+
+class Hold:
+    """Where a test holds an engine process (start_engine(hold=...)), so that it waits for a moment of
+    the run instead of sleeping: once the first batch is committed, either before the second batch
+    ("between") or inside the second batch's transaction after its deletes ("transaction")."""
+
+    def __init__(self, where="between"):
+        self.where = where
+        self.reached, self.child_reached = os.pipe()
+        self.child_release, self.releasing = os.pipe()
+
+    def command(self):
+        return [sys.executable, "-c", HELD_MAIN, str(self.child_reached), str(self.child_release), self.where]
+
+    def started(self):
+        os.close(self.child_reached)
+        os.close(self.child_release)
+
+    def wait(self, timeout=120):
+        """Access and refresh tokens committed when the run got to the hold, or None if it ended first."""
+        ready = select.select([self.reached], [], [], timeout)[0]
+        assert ready, "the engine process neither got to its hold nor ended in %d s" % timeout
+        reported = os.read(self.reached, 32)
+        os.close(self.reached)
+        return int(reported) if reported else None
+
+    def release(self):
+        if self.releasing is not None:
+            os.close(self.releasing)
+            self.releasing = None
+
+
+def start_engine(hold=None, **params):
     """The engine in its own process, started the way the bridge starts it."""
     import oauthops_django_side
 
@@ -473,14 +559,17 @@ def start_engine(**params):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(side_root), str(DJANGO_PROJECT)]))
     request = {"op": "token_cleanup", "params": params, "check_mode": False, "database": "default"}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from oauthops_django_side._django_side import main; main()"],
+        hold.command() if hold else [sys.executable, "-c", "from oauthops_django_side._django_side import main; main()"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=DJANGO_PROJECT,
         env=env,
         text=True,
+        pass_fds=(hold.child_reached, hold.child_release) if hold else (),
     )
+    if hold:
+        hold.started()
     process.stdin.write(json.dumps(request))
     process.stdin.close()
     return process
@@ -501,15 +590,6 @@ def token_rows():
     return get_access_token_model().objects.count() + get_refresh_token_model().objects.count()
 
 
-def wait_for_progress(process, before, timeout=60):
-    """Block until the other process has committed its first batch."""
-    deadline = time.monotonic() + timeout
-    while token_rows() == before:
-        assert process.poll() is None, "the engine process ended before it deleted anything"
-        assert time.monotonic() < deadline, "the engine process deleted nothing in %ds" % timeout
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def unfrozen_differential(caplog, dot_settings):
     return Differential(caplog, dot_settings)
@@ -521,15 +601,17 @@ def test_sigkill_mid_run_leaves_a_consistent_database_and_the_next_run_finishes(
     far_graph(120)
     expected, dot_counts = unfrozen_differential.expected()
     before = token_rows()
-    process = start_engine(batch_size=5, batch_interval=0.05)
-    wait_for_progress(process, before)
-    process.send_signal(signal.SIGKILL)
+    hold = Hold("transaction")
+    process = start_engine(hold=hold, batch_size=5)
+    committed = hold.wait()
+    process.send_signal(signal.SIGKILL)  # with the second batch's deletes done and not committed
     process.wait(30)
     process.stdout.close()
     process.stderr.close()
 
     killed_at = token_rows()
-    assert expected != graphs.snapshot() and killed_at < before
+    assert expected != graphs.snapshot() and killed_at < before, "the first batch was not committed"
+    assert killed_at == committed, "the killed batch was not rolled back as a whole"
     with transaction.atomic():
         connection.check_constraints()  # no row points at a deleted one: batches are all or nothing
 
@@ -540,12 +622,26 @@ def test_sigkill_mid_run_leaves_a_consistent_database_and_the_next_run_finishes(
     assert actual == expected, graphs.differences(expected, actual)
 
 
-def test_a_second_run_skips_or_waits_while_one_holds_the_lock(unfrozen_differential):
+class ReleasingClock:
+    """The cleanup module's `time` for a run that waits for the lock: its first sleep releases `hold`."""
+
+    def __init__(self, hold):
+        self.hold = hold
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def sleep(self, seconds):
+        self.hold.release()
+        time.sleep(seconds)
+
+
+def test_a_second_run_skips_or_waits_while_one_holds_the_lock(unfrozen_differential, monkeypatch):
     far_graph(100)
     expected, dot_counts = unfrozen_differential.expected()
-    before = token_rows()
-    holder = start_engine(batch_size=4, batch_interval=0.1)
-    wait_for_progress(holder, before)
+    hold = Hold()
+    holder = start_engine(hold=hold, batch_size=4)
+    assert hold.wait() is not None, "the holder ended before its second batch"
 
     skipped = engine(lock_timeout=0)
     assert skipped["lock"]["acquired"] is False and skipped["complete"] is False
@@ -553,7 +649,10 @@ def test_a_second_run_skips_or_waits_while_one_holds_the_lock(unfrozen_different
     assert skipped["msg"].startswith("skipped: another token cleanup holds the ")
     assert skipped["warnings"] == [skipped["msg"]]
 
-    waited = engine(lock_timeout=120)
+    # The waiting run lets the holder go on when it first finds the lock taken (its first sleep).
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_modules()[1], "time", ReleasingClock(hold))
+        waited = engine(lock_timeout=120)
     held = finished(holder)
     assert waited["lock"]["acquired"] is True and waited["lock"]["waited"] > 0
     assert waited["total"] == 0, "the waiting run found work the holder had done"
@@ -564,7 +663,13 @@ def test_a_second_run_skips_or_waits_while_one_holds_the_lock(unfrozen_different
 def test_two_concurrent_runs_do_not_both_delete(unfrozen_differential):
     far_graph(100)
     expected, dot_counts = unfrozen_differential.expected()
-    runs = [start_engine(batch_size=4, batch_interval=0.1) for unused in range(2)]
+    holds = [Hold(), Hold()]
+    runs = [start_engine(hold=hold, batch_size=4) for hold in holds]
+    # Whichever run takes the lock is held after its first batch until the other one has ended.
+    reached = [hold.wait() for hold in holds]
+    assert sorted(count is None for count in reached) == [False, True], reached
+    for hold in holds:
+        hold.release()
     results = [finished(run) for run in runs]
     acquired = [result for result in results if result["lock"]["acquired"]]
     assert len(acquired) == 1, results

@@ -95,3 +95,14 @@ if os.environ.get("OAUTHOPS_TEST_NOISY_SETTINGS"):
         "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
         "root": {"handlers": ["stdout"], "level": "INFO"},
     }
+
+if os.environ.get("OAUTHOPS_TEST_HOLD_UNTIL"):
+    # A test that needs a run in progress (a cron job that holds its lock) holds it here, where the job has
+    # taken its lock and not yet started, until the test creates this file; bounded, so it never hangs.
+    import time
+
+    _deadline = time.monotonic() + 300
+    while not os.path.exists(os.environ["OAUTHOPS_TEST_HOLD_UNTIL"]):
+        if time.monotonic() > _deadline:
+            raise RuntimeError("OAUTHOPS_TEST_HOLD_UNTIL: nobody created %s" % os.environ["OAUTHOPS_TEST_HOLD_UNTIL"])
+        time.sleep(0.05)
