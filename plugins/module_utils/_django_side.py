@@ -70,10 +70,11 @@ def secret_values(environment: dict) -> list:
 
 
 def scrub(text, secrets: list):
-    """`text` with every secret replaced by a mask; longest first, so a secret's pieces go last."""
+    """`text` with every secret replaced by a mask; longest first, so that a piece of one secret (or a
+    shorter secret of another source) never splits a longer one and leaves its ends readable."""
     if not isinstance(text, str):
         return text
-    for secret in secrets:
+    for secret in sorted(set(secrets), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 

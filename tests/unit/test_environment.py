@@ -56,6 +56,8 @@ def test_scrub_replaces_longest_first_and_leaves_other_text():
     mask = side().MASK
     assert side().scrub(message, found) == "Port could not be cast to integer value as '%s'; url %s; 42" % (mask, mask)
     assert side().scrub(7, found) == 7
+    # Secrets of two sources, given shortest first: the longer one is still masked whole.
+    assert side().scrub("key xxabcdyy", ["abcd", "xxabcdyy"]) == "key %s" % mask
 
 
 def test_env_file_format(tmp_path):
