@@ -27,7 +27,10 @@ from cronjobs import (
 )
 from sshhosts import APP_USER, HOSTS, PLAYBOOKS, SETTINGS, database_env
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="users, sudo rules, sshd and /etc/cron.d need root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
+    "they create system users and a sudo rule, start sshd and write /etc/cron.d, which only "
+    "root may; run them as root, as CI does (the summary then says NOT RUN loudly)"
+))
 
 BECOME_ERROR = (
     "Failed to set permissions on the temporary files Ansible needs to create when becoming an unprivileged user"

@@ -21,7 +21,10 @@ from cronjobs import KEPT_ROWS, inventory, job_vars, log_entries, seed_tokens, s
 CRON = shutil.which("cron") or "/usr/sbin/cron"
 SENDMAIL = Path("/usr/sbin/sendmail")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cron's daemon and /etc/cron.d need root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
+    "only root can start Debian's cron daemon and write /etc/cron.d and /usr/sbin/sendmail; run "
+    "as root, as CI does"
+))
 
 
 @pytest.fixture

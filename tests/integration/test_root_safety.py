@@ -32,7 +32,10 @@ from cronjobs import (
 )
 from provisioning import DJANGO_PROJECT
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role's root runs need root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
+    "these tests attack the role as it runs in production, as root against an unprivileged user "
+    "(setpriv, chown, /etc-like victims); run as root, as CI does"
+))
 
 GID0_USER = "oauthops-gid0-test"
 

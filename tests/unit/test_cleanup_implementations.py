@@ -139,7 +139,10 @@ def test_the_fingerprint_is_the_same_on_every_python():
     rules = side()[2]
     pythons = other_pythons()
     if not pythons:
-        pytest.skip("no other Python found through pyenv")
+        pytest.skip(
+            "only one Python 3.8+ here, so the fingerprint cannot be compared across Python versions; "
+            "install another with pyenv (CI machines have 3.8 to 3.13)"
+        )
     script = (
         "import importlib.util, sys\n"
         "spec = importlib.util.spec_from_file_location('rules', sys.argv[1])\n"
@@ -179,7 +182,10 @@ def test_a_patched_dot_that_still_says_3_4_1_runs_its_own_clear_expired(tmp_path
 
     rules = side()[2]
     if rules.rule_set_for(rules.installed_clear_expired_fingerprint()) is None:
-        pytest.skip("the installed DOT is not a proven one to begin with")
+        pytest.skip(
+            "the installed DOT is not a proven release, so there is no proven clear_expired() to patch; "
+            "its fallback is checked by test_the_installed_clear_expired_decides_the_rules"
+        )
     copy = tmp_path / "patched" / "oauth2_provider"
     shutil.copytree(Path(oauth2_provider.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     models = copy / "models.py"
@@ -193,7 +199,11 @@ def test_a_patched_dot_that_still_says_3_4_1_runs_its_own_clear_expired(tmp_path
 def test_dots_main_branch_runs_its_own_clear_expired():
     source = os.environ.get("OAUTHOPS_DOT_SOURCE")
     if not source:
-        pytest.skip("set OAUTHOPS_DOT_SOURCE to DOT's main branch (a source tree or a git repository) to run this")
+        pytest.skip(
+            "set OAUTHOPS_DOT_SOURCE to DOT's main branch (a source tree or a git repository) to run "
+            "this; CI cannot fetch it (no GitHub access), so there the fallback is proven on a patched "
+            "3.4.1 instead"
+        )
     built = subprocess.run(
         [str(REPO / "tests" / "tools" / "run-unit"), "--dot", source, "--venv-only"],
         cwd=REPO,
