@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The options that declare one application.
 
-oauth_application takes them as its own options; a module that converges many applications
-takes a list of them (`options=application_argument_spec()` with the same `mutually_exclusive`),
-so every application is declared in the same words and reaches the same reconcile function
+oauth_application takes them as its own options; oauth_applications takes a list of them
+(`options=application_argument_spec()` with the same `mutually_exclusive`), so every application
+is declared in the same words and reaches the same reconcile function
 (`_django_applications.plan_application`), which refuses unsafe values itself.
 """
 
@@ -43,4 +43,5 @@ def application_argument_spec():
         hash_client_secret=dict(type="bool"),
         update_secret=dict(type="str", choices=["always", "on_create"], default="always", no_log=False),
         regenerate_secret=dict(type="bool", default=False, no_log=False),
+        extra_fields=dict(type="dict"),
     )

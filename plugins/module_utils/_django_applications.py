@@ -4,14 +4,18 @@
 """Django side of oauth_application and oauth_application_info.
 
 `plan_application()` is the whole reconcile rule (declared options + the stored
-row -> planned change); modules that converge one application or many call it and
-then `apply_plan()`. Django is imported inside functions because Ansible imports
+row -> planned change); `converge_plan()` adds DOT's validation, and `apply_plan()`
+writes. oauth_application runs them for one application, oauth_applications
+(`_django_application_set`) for a whole set. Django is imported inside functions because Ansible imports
 this file (to ship it) on hosts without Django.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import inspect
+import uuid
 
 from ._django_side import OperationError, require_migrated
 
@@ -24,6 +28,11 @@ DESCRIBED_FIELDS = ("client_id", "name", "client_type", "authorization_grant_typ
     "hash_client_secret",
 )
 SECRET_PLACEHOLDER = "<hidden>"
+# Fields that a named option manages (or that are the identity or the secret): extra_fields refuses them.
+NAMED_OPTION_FIELDS = dict(
+    [(name, name) for name in SCALAR_FIELDS + LIST_FIELDS + ("client_id", "hash_client_secret", "user")],
+    client_secret="client_secret or regenerate_secret",
+)
 
 
 class Plan:
@@ -39,6 +48,86 @@ class Plan:
 
 def _field_names(model) -> set:
     return {field.name for field in model._meta.get_fields()}
+
+
+def _settable_by_extra_fields(field) -> bool:
+    """A concrete, editable, non-relation field that Django does not set itself and no option manages."""
+    return (
+        field.concrete
+        and field.editable
+        and not field.primary_key
+        and not field.is_relation
+        and not getattr(field, "auto_now", False)
+        and not getattr(field, "auto_now_add", False)
+        and field.name not in NAMED_OPTION_FIELDS
+    )
+
+
+def extra_field_names(model) -> list:
+    """The fields extra_fields can set on `model`: those of a swapped model, and those DOT adds."""
+    return [field.name for field in model._meta.concrete_fields if _settable_by_extra_fields(field)]
+
+
+def _extra_field(model, name: str):
+    """The model field that extra_fields names, or the reason it may not."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        known = ", ".join(extra_field_names(model)) or "none"
+        return None, "is not a field of %s (extra_fields can set: %s)" % (model._meta.label, known)
+    if name in NAMED_OPTION_FIELDS:
+        return None, "is managed by the %s option" % NAMED_OPTION_FIELDS[name]
+    if field.is_relation:
+        return None, "is a relation, which extra_fields does not set"
+    if not _settable_by_extra_fields(field):
+        return None, "is set by Django itself"
+    return field, None
+
+
+def _extra_value(field, value):
+    """`value` as the field stores it, so that a declared "3" matches a stored 3 and a string a datetime."""
+    from django.conf import settings
+    from django.db import models
+    from django.utils import timezone
+
+    value = field.to_python(value)
+    if isinstance(field, models.DateTimeField) and value is not None and settings.USE_TZ and timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def _plain(value):
+    """A field value as JSON carries it."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    return value
+
+
+def _assign_extra_fields(model, instance, declared: dict, creating: bool, changed: list) -> None:
+    """Set the declared extra fields; refuse every bad one at once, naming each."""
+    from django.core.exceptions import ValidationError
+
+    problems = {}
+    for name, value in sorted(declared.items()):
+        field, reason = _extra_field(model, str(name))
+        if field is not None:
+            try:
+                value = _extra_value(field, value)
+            except ValidationError as exc:
+                reason = " ".join(exc.messages)
+        if reason:
+            problems["extra_fields.%s" % name] = [reason]
+            continue
+        if creating or field.value_from_object(instance) != value:
+            setattr(instance, field.attname, value)
+            changed.append(name)
+    if problems:
+        message = "; ".join("%s: %s" % (key, " ".join(found)) for key, found in sorted(problems.items()))
+        raise OperationError("invalid", message, problems)
 
 
 def _is_hashed(value: str) -> bool:
@@ -128,8 +217,9 @@ def _refuse_unsafe_input(spec: dict) -> None:
 
 
 def describe(instance) -> dict:
-    """Every managed field in the module's vocabulary; never the secret."""
-    names = _field_names(type(instance))
+    """Every managed field in the module's vocabulary, and every field extra_fields can set; never the secret."""
+    model = type(instance)
+    names = _field_names(model)
     described = {}
     for name in DESCRIBED_FIELDS:
         if name not in names:
@@ -143,6 +233,9 @@ def describe(instance) -> dict:
             user = instance.user if instance.user_id is not None else None
             value = user.get_username() if user is not None else None
         described[name] = value
+    described["extra_fields"] = dict(
+        (name, _plain(model._meta.get_field(name).value_from_object(instance))) for name in extra_field_names(model)
+    )
     return described
 
 
@@ -208,6 +301,8 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
             changed.append("user")
     if spec.get("hash_client_secret") is not None:
         assign("hash_client_secret", spec["hash_client_secret"])
+    if spec.get("extra_fields"):
+        _assign_extra_fields(model, instance, spec["extra_fields"], creating, changed)
 
     generated = None
     declared_secret = spec.get("client_secret")
@@ -286,6 +381,25 @@ def plan_result(plan: Plan, check_mode: bool) -> dict:
     return result
 
 
+def converge_plan(model, spec: dict, existing, database: str) -> Plan:
+    """The reconcile rule and DOT's validation, for one application: what both modules apply."""
+    plan = plan_application(model, spec, existing, database)
+    if plan.action in ("create", "update"):
+        validate(plan, database)
+    return plan
+
+
+def warn_hashed_against_wish(plan: Plan, context) -> None:
+    instance = plan.instance
+    if (
+        plan.action != "delete"
+        and instance is not None
+        and getattr(instance, "hash_client_secret", False) is False
+        and _is_hashed(instance.client_secret)
+    ):
+        context.warn("client_secret of %s is stored hashed although hash_client_secret is false" % instance.client_id)
+
+
 def run_application(params: dict, context) -> dict:
     from django.db import transaction
     from oauth2_provider.models import get_application_model
@@ -296,17 +410,10 @@ def run_application(params: dict, context) -> dict:
         rows = model._default_manager.db_manager(context.database).filter(client_id=params["client_id"])
         if not context.check_mode:
             rows = rows.select_for_update()
-        plan = plan_application(model, params, rows.first(), context.database)
-        if plan.action in ("create", "update"):
-            validate(plan, context.database)
+        plan = converge_plan(model, params, rows.first(), context.database)
         if not context.check_mode:
             apply_plan(plan, context.database)
-    if (
-        plan.instance is not None
-        and getattr(plan.instance, "hash_client_secret", False) is False
-        and _is_hashed(plan.instance.client_secret)
-    ):
-        context.warn("client_secret of %s is stored hashed although hash_client_secret is false" % params["client_id"])
+    warn_hashed_against_wish(plan, context)
     return plan_result(plan, context.check_mode)
 
 

@@ -36,6 +36,7 @@ from urllib.parse import unquote
 OPERATIONS = {
     "application": "_django_applications",
     "application_info": "_django_applications",
+    "applications": "_django_application_set",
     "token_cleanup": "_django_cleanup",
 }
 

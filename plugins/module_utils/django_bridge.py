@@ -22,10 +22,16 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.oauthops.toolkit.plugins.module_utils import _django_applications, _django_cleanup, _django_cleanup_rules, _django_side
+from ansible_collections.oauthops.toolkit.plugins.module_utils import (
+    _django_application_set,
+    _django_applications,
+    _django_cleanup,
+    _django_cleanup_rules,
+    _django_side,
+)
 
 SIDE_PACKAGE = "oauthops_django_side"
-SIDE_MODULES = (_django_side, _django_applications, _django_cleanup, _django_cleanup_rules)
+SIDE_MODULES = (_django_side, _django_applications, _django_application_set, _django_cleanup, _django_cleanup_rules)
 # `python -c` puts its working directory, the project, first on sys.path; the shipped package goes
 # before it, so that nothing of that name in the project can stand in for it.
 BOOTSTRAP = "import sys; sys.path.insert(0, %r); from " + SIDE_PACKAGE + "._django_side import main; main()"

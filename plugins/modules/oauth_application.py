@@ -149,6 +149,20 @@ options:
       - In check mode the task reports the change and returns no secret.
     type: bool
     default: false
+  extra_fields:
+    version_added: 0.2.0
+    description:
+      - Further fields of the application model, by field name, for fields no other option names, for example
+        the fields of a swapped application model (E(OAUTH2_PROVIDER_APPLICATION_MODEL)) or fields a newer DOT
+        adds (C(registration_source) since DOT 3.4.1).
+      - Each value is converted by the field (V("3") for an integer field, an ISO 8601 string for a date and
+        time) and validated with the rest of the application by the model's C(full_clean()); a field not given
+        keeps its stored value.
+      - Refused, in one line naming the field, are names that are not a field of the installed model, relations
+        (foreign keys, many-to-many), the primary key, fields Django sets itself (C(created), C(updated)), the
+        client secret, and fields that another option manages (use that option).
+      - RV(application.extra_fields) lists every field this option can set on the installed model.
+    type: dict
 notes:
   - Set C(no_log) on a task that may generate a secret (a create without O(client_secret), or
     O(regenerate_secret=true)), so that RV(client_secret) does not reach logs.
@@ -212,6 +226,16 @@ EXAMPLES = r"""
       register: rotated
       no_log: true
 
+    - name: A field of the project's own (swapped) application model, and one that DOT 3.4.1 added
+      oauthops.toolkit.oauth_application:
+        client_id: partner-42
+        client_type: confidential
+        authorization_grant_type: client-credentials
+        extra_fields:
+          partner_code: P-42
+          registration_source: manual
+      no_log: true
+
     - name: Retire an application (its tokens and grants go with it)
       oauthops.toolkit.oauth_application:
         client_id: legacy-app
@@ -223,6 +247,7 @@ application:
   description:
     - The application as stored after the task (as it would be, in check mode). Never holds the secret.
     - Absent options of the installed application model are left out.
+    - C(extra_fields) holds every field O(extra_fields) can set on the installed model, with its value.
   returned: when O(state=present)
   type: dict
   sample:
@@ -238,6 +263,7 @@ application:
     skip_authorization: false
     algorithm: none
     hash_client_secret: true
+    extra_fields: {registration_source: manual, cimd_expires_at: null}
     created: "2026-11-27T10:00:00.000000+00:00"
     updated: "2026-11-27T10:00:00.000000+00:00"
 action:

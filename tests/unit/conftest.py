@@ -9,7 +9,13 @@ import pytest
 
 from provisioning import DJANGO_PROJECT, REPO, provisioned_database
 
-SIDE_FILES = ("_django_side.py", "_django_applications.py", "_django_cleanup.py", "_django_cleanup_rules.py")
+SIDE_FILES = (
+    "_django_side.py",
+    "_django_applications.py",
+    "_django_application_set.py",
+    "_django_cleanup.py",
+    "_django_cleanup_rules.py",
+)
 
 
 def ship_side_package(directory):

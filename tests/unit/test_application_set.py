@@ -1,0 +1,266 @@
+"""oauth_applications (a whole set in one transaction) and extra_fields, in-process against a real database.
+
+tests/tools/run-unit runs this file a second time per backend on a project whose application model is
+swapped (swappedapp.PartnerApplication, with a field of its own) and whose user model logs in by email.
+"""
+
+import pytest
+
+
+def side():
+    from oauthops_django_side import _django_application_set, _django_applications, _django_side
+
+    return _django_side, _django_applications, _django_application_set
+
+
+def item(client_id, **options):
+    declared = dict(
+        client_id=client_id,
+        state="present",
+        update_secret="always",
+        client_type="confidential",
+        authorization_grant_type="client-credentials",
+    )
+    declared.update(options)
+    return declared
+
+
+def converge_set(applications, check_mode=False, **params):
+    django_side, _single, application_set = side()
+    context = django_side.Context("default", check_mode)
+    params["applications"] = applications
+    result = application_set.run_applications(params, context)
+    result["warnings"] = context.warnings
+    return result
+
+
+def converge_one(params, check_mode=False):
+    django_side, single, _set = side()
+    return single.run_application(dict(item(params["client_id"]), **params), django_side.Context("default", check_mode))
+
+
+def refused_set(applications, **params):
+    django_side = side()[0]
+    with pytest.raises(django_side.OperationError) as raised:
+        converge_set(applications, **params)
+    assert "\n" not in raised.value.message
+    return raised.value
+
+
+def model():
+    from oauth2_provider.models import get_application_model
+
+    return get_application_model()
+
+
+def snapshot():
+    """Every stored application, every column: what "nothing changed" compares."""
+    return sorted(
+        (tuple(sorted((k, str(v)) for k, v in row.items())) for row in model().objects.values()), key=str
+    )
+
+
+def by_id(result):
+    return dict((entry["client_id"], entry) for entry in result["results"])
+
+
+def test_the_set_converges_once_and_then_is_unchanged():
+    declared = [item("a", name="A"), item("b", client_secret="b-secret-1"), item("c", state="absent")]
+    first = converge_set(declared)
+    assert first["changed"] is True
+    assert first["counts"] == {"created": 2, "updated": 0, "deleted": 0, "unchanged": 1}
+    assert [entry["action"] for entry in first["results"]] == ["created", "created", "unchanged"]
+    assert "client_secret" in by_id(first)["a"] and "client_secret" not in by_id(first)["b"]
+    assert by_id(first)["a"]["application"]["name"] == "A"
+    assert "client_secret" not in by_id(first)["a"]["application"]
+
+    again = converge_set(declared)
+    assert again["changed"] is False and again["diff"] == []
+    assert again["counts"] == {"created": 0, "updated": 0, "deleted": 0, "unchanged": 3}
+    assert all("client_secret" not in entry for entry in again["results"])
+
+    changed = converge_set([item("a", name="A2"), item("b", client_secret="b-secret-1")])
+    assert [entry["action"] for entry in changed["results"]] == ["updated", "unchanged"]
+    assert [diff["before_header"] for diff in changed["diff"]] == ["a"]
+    assert changed["diff"][0]["before"]["name"] == "A" and changed["diff"][0]["after"]["name"] == "A2"
+
+
+def test_one_bad_item_names_every_failure_and_changes_nothing():
+    converge_set([item("keep", name="Kept")])
+    before = snapshot()
+    error = refused_set(
+        [
+            item("new-1"),
+            item("keep", name="Renamed"),
+            item("bad-uri", authorization_grant_type="authorization-code", redirect_uris=["ftp://x.example/cb"]),
+            item("bad-user", user="nobody-by-that-name"),
+            item("new-2"),
+        ]
+    )
+    assert error.message.startswith("2 of 5 applications failed, nothing changed: ")
+    assert "applications[2] (client_id 'bad-uri'): redirect_uris: " in error.message
+    assert "applications[3] (client_id 'bad-user'): user 'nobody-by-that-name' does not exist" in error.message
+    assert set(error.fields) == {"bad-uri", "bad-user"}
+    assert "redirect_uris" in error.fields["bad-uri"]
+    assert snapshot() == before
+
+
+def test_a_client_id_declared_twice_is_refused():
+    error = refused_set([item("twice"), item("once"), item("twice", name="Other")])
+    assert error.message == "client_id 'twice' is declared 2 times (applications 0, 2)"
+    assert not model().objects.exists()
+
+
+def test_a_write_that_fails_midway_undoes_the_whole_set():
+    """A project's signal handler that fails on the third save: the first two saves are undone too."""
+    from django.db import IntegrityError
+    from django.db.models.signals import pre_save
+
+    converge_set([item("old", name="Old")])
+    before = snapshot()
+
+    def refuse_third(sender, instance, **kwargs):
+        if instance.client_id == "third":
+            raise IntegrityError("a project's constraint refused 'third'")
+
+    pre_save.connect(refuse_third, sender=model())
+    try:
+        error = refused_set(
+            [item("first"), item("old", name="Renamed"), item("third"), item("fourth")],
+            exclusive=True,
+        )
+    finally:
+        pre_save.disconnect(refuse_third, sender=model())
+    assert error.kind == "database"
+    assert error.message.startswith("applications[2] (client_id 'third'): database error (IntegrityError): ")
+    assert error.message.endswith("; nothing changed")
+    assert snapshot() == before
+
+
+def register(client_id, source):
+    """An application registered another way than by an operator (dynamic registration, CIMD)."""
+    instance = model()(
+        client_id=client_id, client_type="public", authorization_grant_type="client-credentials", name=client_id
+    )
+    instance.registration_source = source
+    instance.save()
+
+
+def test_exclusive_deletes_only_undeclared_operator_registered_applications():
+    converge_set([item("shop-web"), item("shop-old"), item("billing")])
+    register("dcr-client", "dcr")
+    register("cimd-client", "cimd")
+
+    planned = converge_set([item("shop-web")], check_mode=True, exclusive=True)
+    assert sorted(entry["client_id"] for entry in planned["results"] if entry["action"] == "deleted") == [
+        "billing",
+        "shop-old",
+    ]
+    assert [diff["before_header"] for diff in planned["diff"]] == ["billing", "shop-old"]
+    assert all(diff["after"] == {} for diff in planned["diff"])
+    assert planned["results"][0] == dict(planned["results"][0], client_id="shop-web", declared=True)
+    assert [entry["declared"] for entry in planned["results"]] == [True, False, False]
+    assert model().objects.count() == 5, "check mode deleted something"
+
+    narrowed = converge_set([item("shop-web")], exclusive=True, exclusive_filter={"client_id": ["shop-*"]})
+    assert narrowed["counts"]["deleted"] == 1
+    assert sorted(model().objects.values_list("client_id", flat=True)) == [
+        "billing",
+        "cimd-client",
+        "dcr-client",
+        "shop-web",
+    ]
+
+    everything = converge_set(
+        [item("shop-web")], exclusive=True, exclusive_filter={"registration_source": ["manual", "dcr"]}
+    )
+    assert sorted(entry["client_id"] for entry in everything["results"] if not entry["declared"]) == [
+        "billing",
+        "dcr-client",
+    ]
+    assert sorted(model().objects.values_list("client_id", flat=True)) == ["cimd-client", "shop-web"]
+
+
+def test_exclusive_is_off_by_default():
+    converge_set([item("a"), item("b")])
+    result = converge_set([item("a")])
+    assert result["counts"]["deleted"] == 0 and model().objects.count() == 2
+
+
+def test_check_mode_predicts_and_returns_no_secret():
+    planned = converge_set([item("new"), item("rotated", regenerate_secret=True)], check_mode=True)
+    assert planned["counts"] == {"created": 2, "updated": 0, "deleted": 0, "unchanged": 0}
+    assert all("client_secret" not in entry for entry in planned["results"])
+    assert not model().objects.exists()
+
+
+def test_extra_fields_set_a_field_dot_added_idempotently_with_a_diff():
+    created = converge_one(dict(client_id="x", extra_fields={"registration_source": "dcr"}))
+    assert created["application"]["extra_fields"]["registration_source"] == "dcr"
+    assert model().objects.get(client_id="x").registration_source == "dcr"
+    assert converge_one(dict(client_id="x", extra_fields={"registration_source": "dcr"}))["changed"] is False
+
+    changed = converge_one(dict(client_id="x", extra_fields={"registration_source": "manual"}))
+    assert changed["action"] == "update"
+    assert changed["diff"]["before"]["extra_fields"]["registration_source"] == "dcr"
+    assert changed["diff"]["after"]["extra_fields"]["registration_source"] == "manual"
+
+
+def test_extra_fields_convert_values_as_the_field_does():
+    moment = "2026-11-29T10:00:00+00:00"
+    created = converge_one(dict(client_id="x", extra_fields={"cimd_expires_at": moment}))
+    assert created["application"]["extra_fields"]["cimd_expires_at"] == moment
+    assert converge_one(dict(client_id="x", extra_fields={"cimd_expires_at": "2026-11-29 10:00:00Z"}))["changed"] is False
+    assert converge_one(dict(client_id="x", extra_fields={"cimd_expires_at": None}))["changed"] is True
+
+
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("colour", "blue", "extra_fields.colour: is not a field of "),
+        ("name", "N", "extra_fields.name: is managed by the name option"),
+        ("client_secret", "s3cret-value", "extra_fields.client_secret: is managed by the client_secret or regenerate_secret option"),
+        ("user", 1, "extra_fields.user: is managed by the user option"),
+        ("id", 5, "extra_fields.id: is set by Django itself"),
+        ("created", "2026-01-01T00:00:00Z", "extra_fields.created: is set by Django itself"),
+        ("cimd_expires_at", "yesterday", "extra_fields.cimd_expires_at: "),
+        ("registration_source", "bogus", "registration_source: Value 'bogus' is not a valid choice."),
+    ],
+)
+def test_extra_fields_refuse_what_they_may_not_set(name, value, reason):
+    django_side = side()[0]
+    converge_one(dict(client_id="x", name="Before"))
+    before = snapshot()
+    with pytest.raises(django_side.OperationError) as raised:
+        converge_one(dict(client_id="x", extra_fields={name: value}))
+    assert reason in raised.value.message
+    assert "\n" not in raised.value.message and "s3cret-value" not in raised.value.message
+    assert snapshot() == before
+
+
+def test_extra_fields_refuse_a_relation():
+    django_side = side()[0]
+    reverse = model()._meta.related_objects[0].name
+    with pytest.raises(django_side.OperationError) as raised:
+        converge_one(dict(client_id="x", extra_fields={reverse: []}))
+    assert raised.value.message == "extra_fields.%s: is a relation, which extra_fields does not set" % reverse
+    assert not model().objects.exists()
+
+
+def test_extra_fields_reach_a_swapped_models_own_field():
+    """On swappedapp.PartnerApplication, partner_code is settable; on DOT's own model it is unknown."""
+    swapped = model()._meta.label == "swappedapp.PartnerApplication"
+    declared = dict(client_id="p", extra_fields={"partner_code": "P-42"})
+    if not swapped:
+        django_side = side()[0]
+        with pytest.raises(django_side.OperationError) as raised:
+            converge_one(declared)
+        assert raised.value.message.startswith("extra_fields.partner_code: is not a field of oauth2_provider.Application")
+        assert "registration_source" in raised.value.message
+        return
+    created = converge_set([item("p", extra_fields={"partner_code": "P-42"})])
+    assert by_id(created)["p"]["application"]["extra_fields"]["partner_code"] == "P-42"
+    assert model().objects.get(client_id="p").partner_code == "P-42"
+    assert converge_set([item("p", extra_fields={"partner_code": "P-42"})])["changed"] is False
+    too_long = refused_set([item("p", extra_fields={"partner_code": "P" * 21})])
+    assert "applications[0] (client_id 'p'): partner_code: Ensure this value has at most 20 characters" in too_long.message
