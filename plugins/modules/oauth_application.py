@@ -161,7 +161,7 @@ options:
       - Refused, in one line naming the field, are names that are not a field of the installed model, relations
         (foreign keys, many-to-many), the primary key, fields Django sets itself (C(created), C(updated)), the
         client secret, and fields that another option manages (use that option).
-      - RV(application.extra_fields) lists every field this option can set on the installed model.
+      - C(extra_fields) of RV(application) lists every field this option can set on the installed model.
     type: dict
 notes:
   - Set C(no_log) on a task that may generate a secret (a create without O(client_secret), or

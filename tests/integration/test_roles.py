@@ -195,9 +195,10 @@ def test_applications_role_converges_and_keeps_secrets_out_of_the_output(playboo
     generated = (playbook.workdir / "generated_secret").read_text()
     assert len(generated) >= 32
     assert secret not in output and generated not in output
-    for line in ("%s-web: created", "%s-worker: created", "%s-web: unchanged", "%s-worker: unchanged"):
+    for line in ("%s-web: created", "%s-worker: created", "%s-web: unchanged", "%s-worker: unchanged",
+                 "%s-worker: deleted"):
         assert line % playbook.prefix in output, "the summary names each application by client_id"
-    assert "%s-broken: redirect_uris: " % playbook.prefix in output
+    assert "(client_id '%s-broken'): redirect_uris: " % playbook.prefix in output
 
 
 def test_the_job_reads_the_projects_env_file_and_never_shows_its_secrets(role_playbook, app_user, app_python, scratch):
