@@ -136,6 +136,11 @@ def test_application_lifecycle(playbook):
     playbook.run("lifecycle.yml")
 
 
+def test_application_set(playbook):
+    """oauth_applications and its exclusive mode on this stack (without self-registration before DOT 3.4.1)."""
+    playbook.run("application_set.yml", {"web_secret": playbook.prefix + "-web-secret"})
+
+
 def test_token_cleanup_deletes_what_clear_expired_deletes(playbook):
     db_env = playbook.django_env()
     seed_tokens(db_env, playbook.prefix)
