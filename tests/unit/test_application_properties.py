@@ -20,7 +20,8 @@ whether a value is a hash (identify_hasher) and whether a secret opens it (check
 hasher made it.
 
 A failure prints the falsifying example and a @reproduce_failure blob; `--hypothesis-seed=N` replays a
-run. Hypothesis keeps no example database (database=None), so nothing is written into the checkout.
+run. Hypothesis keeps no example database (database=None) and its other files go to a temporary
+directory, so nothing is written into the checkout.
 """
 
 import fnmatch
@@ -102,10 +103,14 @@ def has_field(name):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_storage():
-    """A fast hasher, and on SQLite no fsync per commit (each example commits a dozen times)."""
+def fast_storage(tmp_path_factory):
+    """A fast hasher, and on SQLite no fsync per commit (each example commits a dozen times); hypothesis'
+    own files (its cache of constants) in a temporary directory, not in the checkout."""
     from django.db import connection
     from django.test import override_settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
 
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
