@@ -25,8 +25,11 @@ PATHS = ("/cb", "/oauth/callback", "/return?to=home")
 SECRETS = ("first-declared-secret", "second-declared-secret")
 
 
-def uri(rng):
-    return "%s://%s%s" % (rng.choice(("http", "https")), rng.choice(HOSTS), rng.choice(PATHS))
+def uris(rng, fewest, most):
+    return [
+        "%s://%s%s" % (rng.choice(("http", "https")), rng.choice(HOSTS), rng.choice(PATHS))
+        for _position in range(rng.randint(fewest, most))
+    ]
 
 
 def application(rng, client_id):
@@ -40,9 +43,9 @@ def application(rng, client_id):
         "name": rng.choice(("", "Web", "Caf\u00e9")),
         "client_type": client_type,
         "authorization_grant_type": grant,
-        "redirect_uris": [uri(rng) for _ in range(rng.randint(1 if grant in REDIRECT_GRANTS else 0, 2))],
-        "post_logout_redirect_uris": [uri(rng) for _ in range(rng.randint(0, 1))],
-        "allowed_origins": ["https://" + rng.choice(HOSTS) for _ in range(rng.randint(0, 1))],
+        "redirect_uris": uris(rng, 1 if grant in REDIRECT_GRANTS else 0, 2),
+        "post_logout_redirect_uris": uris(rng, 0, 1),
+        "allowed_origins": ["https://" + rng.choice(HOSTS)] if rng.random() < 0.5 else [],
         "skip_authorization": rng.random() < 0.5,
         "hash_client_secret": rng.random() < 0.5,
         "algorithm": rng.choice(("none", "RS256")),
