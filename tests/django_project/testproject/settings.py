@@ -62,6 +62,10 @@ OAUTH2_PROVIDER = {
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": int(os.environ.get("OAUTHOPS_TEST_BATCH_SIZE", "10000")),
 }
 
+if os.environ.get("OAUTHOPS_TEST_FAST_HASHER"):
+    # Tests that converge many random sets: PBKDF2 takes a second per client secret hashed or checked.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 if os.environ.get("OAUTHOPS_TEST_CUSTOM_USER"):
     # A user model that logs in by email (USERNAME_FIELD "email"). AUTH_USER_MODEL must be set
     # before a database's first migration: each test session migrates a fresh database.
