@@ -223,6 +223,16 @@ def many_migrations_project(root: Path, apps: int, migrations: int) -> list:
     return labels
 
 
+def ship_side(directory: Path) -> Path:
+    """The Django side as the bridge ships it: a package oauthops_django_side of the _django_*.py files."""
+    package = directory / "oauthops_django_side"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for source in sorted((REPO / "plugins" / "module_utils").glob("_django_*.py")):
+        (package / source.name).write_text(source.read_text())
+    return directory
+
+
 def migrations_part(bench: Bench, args) -> list:
     root = bench.scratch / "manyapps"
     many_migrations_project(root, args.apps, args.migrations)
@@ -242,6 +252,22 @@ def migrations_part(bench: Bench, args) -> list:
     empty, ping = bench.empty_and_ping()
     floor = bare + ping
     one = bench.run_playbook("many-task", [task], args.repeat) - empty
+    # The Django side alone, started as the bridge starts it: django.setup(), the pre-flight check and
+    # one read, without Ansible's share (the noisiest part of a task's time).
+    side = ship_side(bench.scratch / "side")
+    bootstrap = "import sys; sys.path.insert(0, %r); from oauthops_django_side._django_side import main; main()"
+    request = json.dumps({"op": "application_info", "params": {"client_id": ["bench-many"]}, "database": "default"})
+    # Taken in turns with a bare django.setup(), so that both see the same load on a busy machine.
+    side_runs, bare_runs = [], []
+    for _attempt in range(args.repeat * 2):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", bootstrap % str(side)], input=request, env=env, cwd=root,
+                              capture_output=True, text=True)
+        side_runs.append(time.perf_counter() - start)
+        if done.returncode != 0 or not json.loads(done.stdout or "{}").get("ok"):
+            sys.exit("fleet_bench: the Django side failed:\n%s\n%s" % (done.stdout[-3000:], done.stderr[-3000:]))
+        bare_runs.append(bench.timed([sys.executable, "-c", "import django; django.setup()"], env, root, 1))
+    side_alone, side_bare = statistics.median(side_runs), statistics.median(bare_runs)
     return [
         "Part 2: one unchanged oauth_application task in a project with %d apps x %d migrations (%d migrations, "
         "migrated once in %.0f s; medians of %d runs)"
@@ -250,6 +276,9 @@ def migrations_part(bench: Bench, args) -> list:
         row("ping", ping, floor, "one ansible.builtin.ping task"),
         row("floor", floor, floor, "django.setup() + ping"),
         row("task", one, floor, "one oauth_application task, nothing to change (pre-flight check included)"),
+        "%-18s %8.3f s %7.2fx django.setup()   the Django side of oauth_application_info alone, as the bridge "
+        "starts it: setup, pre-flight check, one read (median of %d, in turns with django.setup(): %.3f s)"
+        % ("side alone", side_alone, side_alone / side_bare, args.repeat * 2, side_bare),
     ]
 
 
