@@ -58,7 +58,8 @@ help:
 	@echo '                  stops at the first failure'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
-	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup() (not a test)'
+	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup(); 200 applications:'
+	@echo '                  one oauth_applications task vs a loop vs the floor; a task in a 600-migration project (not a test)'
 	@echo 'make clean        remove .venv and tests/output (the demo venv included)'
 
 system-packages:
@@ -235,6 +236,8 @@ bench: venv
 	$(BIN)/python tests/bench/cleanup_bench.py $(BENCH_ARGS)
 	$(say) "one oauth_application task vs a bare django.setup()"
 	$(BIN)/python tests/bench/application_task.py
+	$(say) "200 unchanged applications: one oauth_applications task vs a loop of oauth_application vs the floor; one task in a project with 30 apps x 20 migrations"
+	$(BIN)/python tests/bench/fleet_bench.py $(FLEET_BENCH_ARGS)
 
 clean:
 	$(say) "removing .venv and tests/output"
