@@ -2,9 +2,10 @@
 
 Everything runs on SQLite in a scratch directory, with this checkout as the collection and the
 interpreter running this script as the project's (so with the dev virtualenv: `make bench`).
-Times are medians of repeated runs (--repeat; the 200-task loop runs --loop-repeat times, it is
-the slow one); every row is measured in this run, so the ratios hold on a noisy machine where the
-absolute times do not.
+The commands are timed in rounds, each command once per round in turns (--repeat rounds; the
+200-task loop, the slow one, --loop-repeat times with rounds of the floor around it). Every row is
+measured in this run and each ratio is the median of per-round ratios, so the ratios hold on a
+noisy machine where the absolute times do not.
 
 Part 1, 200 declared applications, nothing to change (seeded once; every run must report
 changed=0, or the benchmark stops):
@@ -73,16 +74,24 @@ class Bench:
         self.ansible = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                         "-e", "ansible_python_interpreter=%s" % sys.executable]
 
-    def timed(self, command, env, cwd, repeat, expect=None):
-        samples = []
-        for _attempt in range(repeat):
-            start = time.perf_counter()
-            done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
-            samples.append(time.perf_counter() - start)
-            if done.returncode != 0 or (expect and expect not in done.stdout):
-                sys.exit("fleet_bench: %s failed (expected %r):\n%s\n%s"
-                         % (" ".join(map(str, command[-1:])), expect, done.stdout[-3000:], done.stderr[-3000:]))
-        return statistics.median(samples)
+    def once(self, command, env, cwd, expect=None):
+        """Seconds one run of `command` takes; a failed run (or one without `expect` in its output) stops the bench."""
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0 or (expect and expect not in done.stdout):
+            sys.exit("fleet_bench: %s failed (expected %r):\n%s\n%s"
+                     % (" ".join(map(str, command[-1:])), expect, done.stdout[-3000:], done.stderr[-3000:]))
+        return seconds
+
+    def rounds(self, runs: dict, repeat: int) -> dict:
+        """name -> its samples. Every round runs each command once, in turns, so that the samples of
+        one round share the machine's load; ratios are taken per round, then their median."""
+        samples = dict((name, []) for name in runs)
+        for _round in range(repeat):
+            for name, run in runs.items():
+                samples[name].append(run())
+        return samples
 
     def playbook(self, name, tasks, variables=None):
         path = self.scratch / (name + ".json")
@@ -92,18 +101,39 @@ class Bench:
         path.write_text(json.dumps([play]))
         return path
 
-    def run_playbook(self, name, tasks, repeat, variables=None, expect="changed=0"):
-        return self.timed(self.ansible + [str(self.playbook(name, tasks, variables))], self.ansible_env,
-                          self.scratch, repeat, expect)
+    def playbook_run(self, name, tasks, variables=None, expect="changed=0"):
+        """A function that times one run of a playbook of `tasks`."""
+        command = self.ansible + [str(self.playbook(name, tasks, variables))]
+        return lambda: self.once(command, self.ansible_env, self.scratch, expect)
 
-    def bare_setup(self, env, cwd):
-        return self.timed([sys.executable, "-c", "import django; django.setup()"], env, cwd, self.args.repeat)
+    def bare_setup_run(self, env, cwd):
+        return lambda: self.once([sys.executable, "-c", "import django; django.setup()"], env, cwd)
 
-    def empty_and_ping(self):
-        """(a playbook with no task, the marginal cost of one ping task)"""
-        empty = self.run_playbook("empty", [], self.args.repeat, expect=None)
-        ping = self.run_playbook("ping", [{"ansible.builtin.ping": {}}], self.args.repeat, expect="ok=1")
-        return empty, ping - empty
+    def floor_runs(self, env, cwd) -> dict:
+        """The runs every part measures its rows against: a playbook with no task, one with a ping task,
+        and a bare django.setup()."""
+        return {
+            "empty": self.playbook_run("empty", [], expect=None),
+            "ping": self.playbook_run("ping", [{"ansible.builtin.ping": {}}], expect="ok=1"),
+            "django.setup()": self.bare_setup_run(env, cwd),
+        }
+
+
+def per_round(samples: dict) -> dict:
+    """Each round's marginal costs: a task's is its playbook minus the empty playbook; the floor is
+    django.setup() plus a ping task's."""
+    marginal = {}
+    for name, values in samples.items():
+        if name == "django.setup()":
+            marginal[name] = list(values)
+        elif name != "empty":
+            marginal[name] = [value - empty for value, empty in zip(values, samples["empty"])]
+    marginal["floor"] = [setup + ping for setup, ping in zip(marginal["django.setup()"], marginal["ping"])]
+    return marginal
+
+
+def median_ratio(numerators, denominators):
+    return statistics.median(top / bottom for top, bottom in zip(numerators, denominators))
 
 
 def module_options(db_name, project=PROJECT, settings=SETTINGS, pythonpath=()):
@@ -121,8 +151,10 @@ def declared(count):
              "authorization_grant_type": "client-credentials"} for number in range(count)]
 
 
-def row(label, seconds, floor, note):
-    return "%-18s %8.3f s %7.2fx floor   %s" % (label, seconds, seconds / floor, note)
+def row(label, samples, floor_samples, note):
+    """A row: the median time, and the median of the per-round ratios to the floor."""
+    return "%-18s %8.3f s %7.2fx floor   %s" % (label, statistics.median(samples),
+                                                 median_ratio(samples, floor_samples), note)
 
 
 def verdict(passed):
@@ -137,41 +169,49 @@ def fleet(bench: Bench, args) -> list:
     subprocess.run([sys.executable, "-c", SEED], input=json.dumps(specs), text=True, env=env, cwd=PROJECT,
                    check=True)
     options = module_options(db_name)
-    bare = bench.bare_setup(env, PROJECT)
-    empty, ping = bench.empty_and_ping()
-    floor = bare + ping
+    runs = bench.floor_runs(env, PROJECT)
+    if BULK_MODULE.exists():
+        bulk_task = {"oauthops.toolkit.oauth_applications": dict(options, applications="{{ fleet }}")}
+        runs["bulk"] = bench.playbook_run("bulk", [bulk_task], {"fleet": specs})
+    times = per_round(bench.rounds(runs, args.repeat))
+    floor = times["floor"]
     loop_task = {"oauthops.toolkit.oauth_application": dict(options, **{
         "client_id": "{{ item.client_id }}", "name": "{{ item.name }}", "client_type": "{{ item.client_type }}",
         "authorization_grant_type": "{{ item.authorization_grant_type }}"}),
         "loop": "{{ fleet }}", "loop_control": {"label": "{{ item.client_id }}"}}
-    loop = bench.run_playbook("loop", [loop_task], args.loop_repeat, {"fleet": specs}) - empty
-    bulk = None
-    if BULK_MODULE.exists():
-        bulk_task = {"oauthops.toolkit.oauth_applications": dict(options, applications="{{ fleet }}")}
-        bulk = bench.run_playbook("bulk", [bulk_task], args.repeat, {"fleet": specs}) - empty
+    # The loop (minutes) runs between two more rounds of the floor, and is compared with their median.
+    loop_run = bench.playbook_run("loop", [loop_task], {"fleet": specs})
+    around = per_round(bench.rounds(dict(runs, loop=loop_run), args.loop_repeat))
+    loop_floor = statistics.median(around["floor"])
     lines = [
-        "Part 1: %d declared applications, nothing to change (SQLite; medians of %d runs, the loop of %d)"
-        % (args.count, args.repeat, args.loop_repeat),
-        row("django.setup()", bare, floor, 'python -c "import django; django.setup()", the project\'s interpreter'),
-        row("ping", ping, floor, "one ansible.builtin.ping task (playbook with it minus without it)"),
+        "Part 1: %d declared applications, nothing to change (SQLite; %d rounds, each command once per round in "
+        "turns; times are medians, ratios the median of the per-round ratios)" % (args.count, args.repeat),
+        row("django.setup()", times["django.setup()"], floor,
+            'python -c "import django; django.setup()", the project\'s interpreter'),
+        row("ping", times["ping"], floor, "one ansible.builtin.ping task (playbook with it minus without it)"),
         row("floor", floor, floor, "django.setup() + ping: one module run that starts Django and does nothing"),
     ]
-    if bulk is None:
+    if "bulk" not in times:
         lines.append("%-18s %8s   %-16s   not measured: %s is not in this checkout"
                      % ("bulk", "-", "-", BULK_MODULE.relative_to(REPO)))
     else:
-        lines.append(row("bulk", bulk, floor, "one oauth_applications task declaring all %d" % args.count))
-    lines.append(row("loop", loop, floor, "oauth_application looped over the %d (one task, %d module runs)"
-                     % (args.count, args.count)))
-    lines.append(row("loop per item", loop / args.count, floor, "the loop's time / %d" % args.count))
-    if bulk is None:
+        lines.append(row("bulk", times["bulk"], floor, "one oauth_applications task declaring all %d" % args.count))
+    loop = statistics.median(around["loop"])
+    lines.append("%-18s %8.3f s %7.2fx floor   oauth_application looped over the %d (one task, %d module runs; "
+                 "%d run(s), against the floor of the same rounds)"
+                 % ("loop", loop, loop / loop_floor, args.count, args.count, args.loop_repeat))
+    lines.append("%-18s %8.3f s %7.2fx floor   the loop's time / %d"
+                 % ("loop per item", loop / args.count, loop / args.count / loop_floor, args.count))
+    if "bulk" not in times:
         lines.append("target bulk <= %.0fx floor:  n/a (no bulk module)" % TARGET_BULK_TO_FLOOR)
         lines.append("target loop/bulk >= %.0fx:   n/a (no bulk module)" % TARGET_LOOP_TO_BULK)
     else:
+        bulk_to_floor = median_ratio(times["bulk"], floor)
+        loop_to_bulk = median_ratio(around["loop"], around["bulk"])
         lines.append("target bulk <= %.0fx floor:  %.2fx  %s"
-                     % (TARGET_BULK_TO_FLOOR, bulk / floor, verdict(bulk / floor <= TARGET_BULK_TO_FLOOR)))
-        lines.append("target loop/bulk >= %.0fx:   %.1fx  %s"
-                     % (TARGET_LOOP_TO_BULK, loop / bulk, verdict(loop / bulk >= TARGET_LOOP_TO_BULK)))
+                     % (TARGET_BULK_TO_FLOOR, bulk_to_floor, verdict(bulk_to_floor <= TARGET_BULK_TO_FLOOR)))
+        lines.append("target loop/bulk >= %.0fx:   %.1fx  %s (bulk of the loop's rounds)"
+                     % (TARGET_LOOP_TO_BULK, loop_to_bulk, verdict(loop_to_bulk >= TARGET_LOOP_TO_BULK)))
     return lines
 
 
@@ -245,13 +285,13 @@ def migrations_part(bench: Bench, args) -> list:
     options = module_options(db_name, project=root, settings="bench_settings", pythonpath=[PROJECT])
     seed = dict(options, client_id="bench-many", client_type="confidential",
                 authorization_grant_type="client-credentials")
-    bench.run_playbook("many-seed", [{"oauthops.toolkit.oauth_application": seed, "no_log": True}], 1,
-                       expect="changed=1")
+    bench.playbook_run("many-seed", [{"oauthops.toolkit.oauth_application": seed, "no_log": True}],
+                       expect="changed=1")()
     task = {"oauthops.toolkit.oauth_application": seed}
-    bare = bench.bare_setup(env, root)
-    empty, ping = bench.empty_and_ping()
-    floor = bare + ping
-    one = bench.run_playbook("many-task", [task], args.repeat) - empty
+    runs = bench.floor_runs(env, root)
+    runs["task"] = bench.playbook_run("many-task", [task])
+    times = per_round(bench.rounds(runs, args.repeat))
+    floor = times["floor"]
     # The Django side alone, started as the bridge starts it: django.setup(), the pre-flight check and
     # one read, without Ansible's share (the noisiest part of a task's time).
     side = ship_side(bench.scratch / "side")
@@ -266,19 +306,20 @@ def migrations_part(bench: Bench, args) -> list:
         side_runs.append(time.perf_counter() - start)
         if done.returncode != 0 or not json.loads(done.stdout or "{}").get("ok"):
             sys.exit("fleet_bench: the Django side failed:\n%s\n%s" % (done.stdout[-3000:], done.stderr[-3000:]))
-        bare_runs.append(bench.timed([sys.executable, "-c", "import django; django.setup()"], env, root, 1))
+        bare_runs.append(bench.bare_setup_run(env, root)())
     side_alone, side_bare = statistics.median(side_runs), statistics.median(bare_runs)
+    side_ratio = median_ratio(side_runs, bare_runs)
     return [
         "Part 2: one unchanged oauth_application task in a project with %d apps x %d migrations (%d migrations, "
-        "migrated once in %.0f s; medians of %d runs)"
+        "migrated once in %.0f s; %d rounds in turns)"
         % (args.apps, args.migrations, args.apps * args.migrations, migrate_time, args.repeat),
-        row("django.setup()", bare, floor, "bare start-up of that project"),
-        row("ping", ping, floor, "one ansible.builtin.ping task"),
+        row("django.setup()", times["django.setup()"], floor, "bare start-up of that project"),
+        row("ping", times["ping"], floor, "one ansible.builtin.ping task"),
         row("floor", floor, floor, "django.setup() + ping"),
-        row("task", one, floor, "one oauth_application task, nothing to change (pre-flight check included)"),
+        row("task", times["task"], floor, "one oauth_application task, nothing to change (pre-flight check included)"),
         "%-18s %8.3f s %7.2fx django.setup()   the Django side of oauth_application_info alone, as the bridge "
         "starts it: setup, pre-flight check, one read (median of %d, in turns with django.setup(): %.3f s)"
-        % ("side alone", side_alone, side_alone / side_bare, args.repeat * 2, side_bare),
+        % ("side alone", side_alone, side_ratio, args.repeat * 2, side_bare),
     ]
 
 
