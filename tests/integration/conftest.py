@@ -202,6 +202,14 @@ def playbook(collections_path, bare_python, database, tmp_path, request):
     return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix)
 
 
+@pytest.fixture(scope="module")
+def module_playbook(collections_path, bare_python, database, tmp_path_factory, request):
+    """A runner shared by a test module's tests, for what they set up once per backend (prefix: the module's
+    name without test_, e.g. live-clients)."""
+    prefix = request.module.__name__.rpartition(".")[2].replace("test_", "", 1).replace("_", "-")
+    return PlaybookRunner(collections_path, bare_python, database, tmp_path_factory.mktemp(prefix), prefix)
+
+
 @pytest.fixture
 def role_playbook(collections_path, bare_python, tmp_path, request):
     """A runner for playbooks that need no test database of their own (the roles' behaviour)."""

@@ -1,9 +1,11 @@
 """The declared applications really work: a real OAuth client (requests-oauthlib, built on oauthlib) against
 tests/django_project served over HTTP (the live_server fixture), on the database the playbooks write.
 
-Every refusal is checked for its reason (invalid_client, a refused bearer token), so a request failing for
-another reason (a wrong URL, a server error) fails the test instead of passing it. Secrets and tokens are made
-here, handed to ansible-playbook in its vars file, and checked to be absent from its output.
+Every application is declared once per backend by one ansible-playbook task from one list (the `clients`
+fixture); the rotation test re-declares its two. Every refusal is checked for its reason (invalid_client,
+invalid_grant, a bearer token refused), so a request failing for another reason (a wrong URL, a server error)
+fails the test instead of passing it. Secrets and tokens are made here, handed to ansible-playbook in its vars
+file, and checked to be absent from its output.
 """
 
 import json
@@ -25,6 +27,11 @@ TIMEOUT = 10  # seconds for one HTTP request to the loopback server
 REFUSED = (401, 403)  # DOT's ProtectedResourceView answers 403; its RFC 6750 variant 401
 REDIRECT_URI = "https://spa.example.com/callback"  # never served: the test reads the code from the redirect
 
+SERVICE = "live-service"  # confidential, client credentials, secret hashed (DOT's default)
+HASHED = "live-hashed"  # the rotation test's two: the secret stored hashed ...
+UNHASHED = "live-unhashed"  # ... and unhashed
+SPA = "live-spa"  # public, authorization code with PKCE, no consent screen
+
 
 @pytest.fixture(autouse=True)
 def plain_http(monkeypatch):
@@ -36,15 +43,15 @@ def new_secret():
     return secrets.token_urlsafe(24)
 
 
-def declare(playbook, applications, hidden=()):
+def declare(runner, applications, hidden=(), **extra_vars):
     """Declare `applications` (items of oauth_application options) with ansible-playbook; client_id -> result.
 
     Neither a declared secret, a generated one nor anything in `hidden` may appear in the output."""
-    output = playbook.run("live_declare.yml", {"live_applications": applications})
-    results = json.loads((playbook.workdir / "declared.json").read_text())
+    output = runner.run("live_declare.yml", dict(extra_vars, live_applications=applications))
+    results = json.loads((runner.workdir / "declared.json").read_text())
     by_client_id = {}
     for result in results:
-        # oauth_applications names the client_id in each item; a loop of oauth_application in item.client_id.
+        # oauth_applications names the client_id in each result; a loop of oauth_application in item.client_id.
         client_id = result["client_id"] if "client_id" in result else result["item"]["client_id"]
         by_client_id[client_id] = result
     assert sorted(by_client_id) == sorted(app["client_id"] for app in applications)
@@ -68,6 +75,40 @@ def confidential_service(client_id, secret, **options):
         client_secret=secret,
         **options
     )
+
+
+class Clients:
+    """What the `clients` fixture declared: the runner that did it, and the secrets it declared."""
+
+    def __init__(self, runner, declared_secrets, results):
+        self.runner = runner
+        self.secrets = declared_secrets
+        self.results = results
+
+
+@pytest.fixture(scope="module")
+def clients(module_playbook):
+    declared_secrets = {client_id: new_secret() for client_id in (SERVICE, HASHED, UNHASHED)}
+    applications = [
+        confidential_service(SERVICE, declared_secrets[SERVICE]),
+        confidential_service(HASHED, declared_secrets[HASHED], hash_client_secret=True),
+        confidential_service(UNHASHED, declared_secrets[UNHASHED], hash_client_secret=False),
+        dict(
+            client_id=SPA,
+            name="Live test single-page app",
+            client_type="public",
+            authorization_grant_type="authorization-code",
+            redirect_uris=[REDIRECT_URI],
+            skip_authorization=True,
+        ),
+    ]
+    # live_clear_expired: the cleanup test counts the expired tokens it makes, so none may be left over.
+    results = declare(module_playbook, applications, live_clear_expired=True)
+    for client_id, result in results.items():
+        assert result["changed"], "%s was not created" % client_id
+        if client_id in declared_secrets:
+            assert "client_secret" not in result, "a declared secret is never returned"
+    return Clients(module_playbook, declared_secrets, results)
 
 
 def client_credentials_token(server, client_id, secret, scope="read"):
@@ -109,64 +150,46 @@ def assert_refused(server, access_token, why):
     )
 
 
-def test_client_credentials(playbook, live_server):
-    client_id, secret = playbook.prefix + "-service", new_secret()
-    declare(playbook, [confidential_service(client_id, secret)])
-
-    token = client_credentials_token(live_server, client_id, secret)
+def test_client_credentials(clients, live_server):
+    secret = clients.secrets[SERVICE]
+    token = client_credentials_token(live_server, SERVICE, secret)
     assert token["token_type"] == "Bearer" and token["expires_in"] > 0
-    assert_accepted(live_server, token["access_token"], user=None, client_id=client_id, scopes=["read"])
+    assert_accepted(live_server, token["access_token"], user=None, client_id=SERVICE, scopes=["read"])
 
     assert_refused(live_server, None, "no token")
     assert_refused(live_server, token["access_token"][:-4] + "xxxx", "a wrong token")
-    assert_invalid_client(live_server, client_id, secret + "x", "a wrong secret")
-    assert_invalid_client(live_server, client_id + "-unknown", secret, "an unknown client_id")
+    assert_invalid_client(live_server, SERVICE, secret + "x", "a wrong secret")
+    assert_invalid_client(live_server, SERVICE + "-unknown", secret, "an unknown client_id")
 
 
-def test_rotated_secrets(playbook, live_server):
-    """A declared secret replaced by another, then rotated with regenerate_secret: each time the old secret
-    is refused (invalid_client) and the new one works, whether DOT stores the secret hashed or not."""
-    client_ids = {hashed: "%s-%s" % (playbook.prefix, "hashed" if hashed else "unhashed") for hashed in (True, False)}
+def test_rotated_secrets(clients, live_server):
+    """Each of a hashed and an unhashed application has its declared secret replaced by another (update_secret
+    always) and rotated with regenerate_secret, in turn: each time the old secret is refused (invalid_client)
+    and the new one works."""
+    hashed = {HASHED: True, UNHASHED: False}
+    current = dict((client_id, clients.secrets[client_id]) for client_id in hashed)
+    for client_id in hashed:
+        client_credentials_token(live_server, client_id, current[client_id])
 
-    first = {hashed: new_secret() for hashed in client_ids}
-    declared = declare(
-        playbook,
-        [confidential_service(client_id, first[hashed], hash_client_secret=hashed) for hashed, client_id in client_ids.items()],
-    )
-    for hashed, client_id in client_ids.items():
-        assert declared[client_id]["changed"]
-        assert "client_secret" not in declared[client_id], "a declared secret is never returned"
-        client_credentials_token(live_server, client_id, first[hashed])
-
-    second = {hashed: new_secret() for hashed in client_ids}
-    declared = declare(
-        playbook,
-        [
-            confidential_service(client_id, second[hashed], hash_client_secret=hashed, update_secret="always")
-            for hashed, client_id in client_ids.items()
-        ],
-        hidden=first.values(),
-    )
-    for hashed, client_id in client_ids.items():
-        assert declared[client_id]["changed"]
-        assert_invalid_client(live_server, client_id, first[hashed], "the replaced secret of %s" % client_id)
-        token = client_credentials_token(live_server, client_id, second[hashed])
-        assert_accepted(live_server, token["access_token"], client_id=client_id)
-
-    declared = declare(
-        playbook,
-        [
-            {"client_id": client_id, "hash_client_secret": hashed, "regenerate_secret": True}
-            for hashed, client_id in client_ids.items()
-        ],
-        hidden=list(first.values()) + list(second.values()),
-    )
-    for hashed, client_id in client_ids.items():
-        generated = declared[client_id]["client_secret"]
-        assert declared[client_id]["changed"] and len(generated) >= 32
-        assert_invalid_client(live_server, client_id, second[hashed], "the rotated-out secret of %s" % client_id)
-        token = client_credentials_token(live_server, client_id, generated)
-        assert_accepted(live_server, token["access_token"], client_id=client_id)
+    # First the hashed one's secret is replaced and the unhashed one's regenerated, then the other way round.
+    for regenerated in (UNHASHED, HASHED):
+        replacements = dict((client_id, new_secret()) for client_id in hashed if client_id != regenerated)
+        applications = [
+            dict(client_id=regenerated, hash_client_secret=hashed[regenerated], regenerate_secret=True)
+        ] + [
+            confidential_service(client_id, secret, hash_client_secret=hashed[client_id], update_secret="always")
+            for client_id, secret in replacements.items()
+        ]
+        declared = declare(clients.runner, applications, hidden=current.values())
+        new = dict(replacements, **{regenerated: declared[regenerated]["client_secret"]})
+        assert len(new[regenerated]) >= 32
+        for client_id in hashed:
+            assert declared[client_id]["changed"], "%s: the new secret was not stored" % client_id
+            assert declared[client_id]["application"]["hash_client_secret"] is hashed[client_id]
+            assert_invalid_client(live_server, client_id, current[client_id], "the old secret of %s" % client_id)
+            token = client_credentials_token(live_server, client_id, new[client_id])
+            assert_accepted(live_server, token["access_token"], client_id=client_id)
+        current = new
 
 
 def create_user(env, username, password):
@@ -201,25 +224,13 @@ def log_in(server, browser, username, password, next_url):
     return answer.headers["Location"]
 
 
-def test_public_client_with_pkce(playbook, live_server):
-    client_id = playbook.prefix + "-spa"
-    username, password = playbook.prefix + "-alice", new_secret()
-    create_user(playbook.django_env(), username, password)
-    declare(
-        playbook,
-        [
-            dict(
-                client_id=client_id,
-                name="Live test single-page app",
-                client_type="public",
-                authorization_grant_type="authorization-code",
-                redirect_uris=[REDIRECT_URI],
-                skip_authorization=True,
-            )
-        ],
-    )
+def test_public_client_with_pkce(clients, live_server):
+    """Authorization code with PKCE (S256) for a public client: the user logs in through the login form, DOT
+    redirects to the (unserved) redirect URI with a code, the client exchanges it without a secret."""
+    username, password = "live-alice", new_secret()
+    create_user(clients.runner.django_env(), username, password)
 
-    oauth = WebApplicationClient(client_id)
+    oauth = WebApplicationClient(SPA)
     verifier = oauth.create_code_verifier(64)
     challenge = oauth.create_code_challenge(verifier, "S256")
     session = OAuth2Session(client=oauth, redirect_uri=REDIRECT_URI, scope=["read"])
@@ -245,26 +256,27 @@ def test_public_client_with_pkce(playbook, live_server):
     for verifier_sent, error in ((None, "invalid_request"), (verifier[::-1], "invalid_grant")):
         # Without the verifier, or with another one, the code is refused: PKCE is really enforced.
         with pytest.raises(OAuth2Error) as refused:
-            OAuth2Session(client=WebApplicationClient(client_id), redirect_uri=REDIRECT_URI).fetch_token(
+            OAuth2Session(client=WebApplicationClient(SPA), redirect_uri=REDIRECT_URI).fetch_token(
                 token_url, code=code, code_verifier=verifier_sent, include_client_id=True, timeout=TIMEOUT
             )
         assert refused.value.error == error, "%s\n%s" % (refused.value, live_server.log_tail())
 
     token = session.fetch_token(token_url, code=code, code_verifier=verifier, include_client_id=True, timeout=TIMEOUT)
     assert token["token_type"] == "Bearer" and token.get("refresh_token")
-    assert_accepted(live_server, token["access_token"], user=username, client_id=client_id, scopes=["read"])
+    assert_accepted(live_server, token["access_token"], user=username, client_id=SPA, scopes=["read"])
 
 
-def test_token_removed_by_cleanup_is_refused(playbook, live_server):
-    client_id, secret = playbook.prefix + "-service", new_secret()
-    declare(playbook, [confidential_service(client_id, secret)])
-    doomed = client_credentials_token(live_server, client_id, secret)["access_token"]
-    fresh = client_credentials_token(live_server, client_id, secret)["access_token"]
+def test_token_removed_by_cleanup_is_refused(clients, live_server):
+    """A token expires (its `expires` moves into the past, in the database), oauth_token_cleanup deletes it and
+    reports exactly that one; the protected view refuses it, and a live token of the same client still works."""
+    secret = clients.secrets[SERVICE]
+    doomed = client_credentials_token(live_server, SERVICE, secret)["access_token"]
+    fresh = client_credentials_token(live_server, SERVICE, secret)["access_token"]
     for token in (doomed, fresh):
-        assert_accepted(live_server, token, client_id=client_id)
+        assert_accepted(live_server, token, client_id=SERVICE)
 
-    output = playbook.run("live_cleanup.yml", {"expired_token": doomed})
+    output = clients.runner.run("live_cleanup.yml", {"expired_token": doomed})
     assert doomed not in output and fresh not in output
 
     assert_refused(live_server, doomed, "a token the cleanup deleted")
-    assert_accepted(live_server, fresh, client_id=client_id)
+    assert_accepted(live_server, fresh, client_id=SERVICE)
