@@ -9,6 +9,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from provisioning import BACKENDS, DJANGO_PROJECT, REPO, migrate, provisioned_database
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+LIVESERVER = Path(__file__).resolve().parent / "liveserver.py"
 PROJECT_PYTHON = sys.executable
 
 
@@ -45,6 +49,75 @@ def database(request, tmp_path_factory):
     with provisioned_database(request.param, tmp_path_factory.mktemp(request.param)) as env:
         migrate(env)
         yield dict(env, backend=request.param)
+
+
+class LiveServer:
+    """tests/django_project answering HTTP on a loopback port (see the live_server fixture)."""
+
+    def __init__(self, process, log_path):
+        self.process = process
+        self.log_path = log_path
+        self.base_url = None
+
+    def url(self, path):
+        return self.base_url + path
+
+    def log_tail(self, lines=30):
+        """The server's last request lines and errors, for a failing test's message."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "server log (%s), last lines:\n%s" % (self.log_path, "\n".join(text.splitlines()[-lines:]))
+
+    def wait_until_served(self, port_file, timeout=30):
+        """Bounded: the server wrote its port and its protected view refuses an anonymous request."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail("the live server exited with %s\n%s" % (self.process.returncode, self.log_tail()))
+            if port_file.exists():
+                self.base_url = "http://127.0.0.1:%s" % port_file.read_text()
+                try:
+                    urllib.request.urlopen(self.url("/api/hello/"), timeout=2)
+                except urllib.error.HTTPError as exc:
+                    if exc.code in (401, 403):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        pytest.fail("the live server did not answer within %s s\n%s" % (timeout, self.log_tail()))
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(database, tmp_path_factory):
+    """The test project served on a free loopback port, on the session's database of this backend (the one
+    the playbooks write), by the project's Python; stopped at the end of the session, before the database
+    is dropped."""
+    workdir = tmp_path_factory.mktemp("live-server-%s" % database["backend"])
+    port_file = workdir / "port"
+    log_path = workdir / "server.log"
+    env = dict(os.environ, **{key: value for key, value in database.items() if key.startswith("OAUTHOPS_")})
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [PROJECT_PYTHON, str(LIVESERVER), str(port_file)],
+            cwd=DJANGO_PROJECT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(process, log_path)
+    try:
+        server.wait_until_served(port_file)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -127,6 +200,14 @@ class PlaybookRunner:
 def playbook(collections_path, bare_python, database, tmp_path, request):
     prefix = request.node.originalname.replace("_", "-")
     return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix)
+
+
+@pytest.fixture(scope="module")
+def module_playbook(collections_path, bare_python, database, tmp_path_factory, request):
+    """A runner shared by a test module's tests, for what they set up once per backend (prefix: the module's
+    name without test_, e.g. live-clients)."""
+    prefix = request.module.__name__.rpartition(".")[2].replace("test_", "", 1).replace("_", "-")
+    return PlaybookRunner(collections_path, bare_python, database, tmp_path_factory.mktemp(prefix), prefix)
 
 
 @pytest.fixture

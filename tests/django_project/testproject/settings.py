@@ -4,6 +4,10 @@ The database comes from the environment so one project serves every backend:
 OAUTHOPS_TEST_DB is sqlite (default), postgresql or mysql; OAUTHOPS_TEST_DB_NAME is
 the SQLite file or the database name; the server ones take OAUTHOPS_TEST_DB_HOST,
 _PORT, _USER and _PASSWORD.
+
+The project also serves (tests/integration/test_live_clients.py): DOT's URLs under /o/, a login page
+and one protected view, see urls.py. Serving adds no app and so no migration: sessions live in signed
+cookies, and nothing else needs a table.
 """
 import os
 from pathlib import Path
@@ -12,7 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
-ALLOWED_HOSTS = ["localhost"]
+ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -22,6 +26,23 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "oauth2_provider",
     "testapp",
+]
+
+# What serving needs: a login (the authorization-code flow) through a session in a signed cookie,
+# so no sessions table; CSRF protection for the login form; templates for it and for DOT's pages.
+ROOT_URLCONF = "testproject.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "testproject" / "templates"],
+        "APP_DIRS": True,
+    }
 ]
 
 _ENGINES = {
