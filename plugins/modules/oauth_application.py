@@ -143,6 +143,8 @@ options:
     description:
       - Rotate the secret. DOT generates a new one, the module stores it (hashed when O(hash_client_secret) is on)
         and returns it once in RV(client_secret); the old secret stops working at once.
+      - Tokens issued before the rotation stay valid until they expire or are revoked (DOT does not tie them to
+        the secret); revoke them in the project if the old secret leaked.
       - Mutually exclusive with O(client_secret).
       - Every run with V(true) rotates again and reports a change, so run it on purpose (a separate play, a tag or
         a condition), not in the play that keeps the application declared.

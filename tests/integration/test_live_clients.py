@@ -51,8 +51,7 @@ def declare(runner, applications, hidden=(), **extra_vars):
     results = json.loads((runner.workdir / "declared.json").read_text())
     by_client_id = {}
     for result in results:
-        # oauth_applications names the client_id in each result; a loop of oauth_application in item.client_id.
-        client_id = result["client_id"] if "client_id" in result else result["item"]["client_id"]
+        client_id = result["client_id"]
         by_client_id[client_id] = result
     assert sorted(by_client_id) == sorted(app["client_id"] for app in applications)
     leaked = [
