@@ -417,15 +417,54 @@ def run_application(params: dict, context) -> dict:
     return plan_result(plan, context.check_mode)
 
 
+def _owner_filter(value, lookup: str, database: str) -> dict:
+    """The queryset filter for applications owned by `value`: "" means no owner.
+
+    A user that does not exist owns nothing, so the answer is an empty list rather than an error;
+    an ambiguous value (auto lookup) is refused exactly as oauth_application refuses it.
+    """
+    try:
+        user = _resolve_user(value, lookup, database)
+    except OperationError as exc:
+        if exc.kind != "not_found":
+            raise
+        return {"pk__in": []}
+    return {"user__isnull": True} if user is None else {"user": user}
+
+
+def _registration_source_filter(model, sources: list) -> dict:
+    """Before DOT 3.4 recorded it, every application was registered by an operator: all are manual."""
+    if "registration_source" in _field_names(model):
+        return {"registration_source__in": sources}
+    return {} if "manual" in sources else {"pk__in": []}
+
+
 def run_application_info(params: dict, context) -> dict:
+    """The applications that every given filter matches (AND), filtered by the database."""
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
     require_migrated(context.database, [model])
-    rows = model._default_manager.db_manager(context.database).select_related("user").order_by("client_id")
-    if params.get("client_id"):
-        rows = rows.filter(client_id__in=params["client_id"])
+    conditions = {}
+    for option, lookup in (
+        ("client_id", "client_id__in"),
+        ("authorization_grant_type", "authorization_grant_type__in"),
+        ("client_type", "client_type__in"),
+    ):
+        if params.get(option):
+            conditions[lookup] = params[option]
+    if params.get("name") is not None:
+        conditions["name"] = params["name"]
+    if params.get("registration_source"):
+        conditions.update(_registration_source_filter(model, params["registration_source"]))
+    if params.get("user") is not None:
+        conditions.update(_owner_filter(params["user"], params.get("user_lookup") or "auto", context.database))
+    rows = model._default_manager.db_manager(context.database).select_related("user").filter(**conditions)
+    has_source = "registration_source" in _field_names(model)
     applications = []
-    for row in rows:
-        applications.append(dict(describe(row), **_identity(row)))
+    for row in rows.order_by("client_id"):
+        entry = dict(describe(row), **_identity(row))
+        if has_source:
+            entry.setdefault("extra_fields", {}).setdefault("registration_source", row.registration_source)
+        applications.append(entry)
     return {"changed": False, "applications": applications}
