@@ -98,3 +98,33 @@ def test_swapped_application_model(playbook, unmigrated_database):
     swapped_env = dict(unmigrated_database, OAUTHOPS_TEST_SWAPPED_APPLICATION="1")
     migrate(swapped_env)
     playbook.run("swapped.yml", {"swapped_env": swapped_env})
+
+
+def test_info_filters_and_queries(playbook, unmigrated_database):
+    """Exact answers need a database that holds only the playbook's applications."""
+    migrate(unmigrated_database)
+    output = playbook.run("info_query.yml", {"info_env": unmigrated_database}, "-vvv")
+    stored = stored_client_secrets(unmigrated_database, "")
+    assert len(stored) == 6
+    assert stored["portal"] == playbook.prefix + "-portal-Plain-s3cret", "portal's secret must be stored unhashed"
+    listed = (playbook.workdir / "info_results.json").read_text()
+    for client_id, value in stored.items():
+        plain = "%s-%s-Plain-s3cret" % (playbook.prefix, client_id)
+        for secret in (value, plain):
+            assert secret not in output, "a secret of %s reached the output" % client_id
+            assert secret not in listed, "a secret of %s is in the info result" % client_id
+
+
+def test_info_query_without_jmespath_on_the_controller(playbook):
+    """The controller's ansible-playbook with jmespath unimportable (as if not installed), not a mock:
+    the real action plugin's import fails, and the query needs it while the plain listing does not."""
+    command, env = playbook.command("info_without_jmespath.yml", None, ())
+    hide_jmespath = (
+        "import sys; sys.modules['jmespath'] = None; sys.argv = ['ansible-playbook'] + sys.argv[1:]; "
+        "from ansible.cli.playbook import main; sys.exit(main())"
+    )
+    command = [sys.executable, "-c", hide_jmespath] + command[1:]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "Traceback" not in output
