@@ -62,8 +62,8 @@ def compile_query(expression):
 
 
 def plain(value):
-    """`value` as plain JSON types: JMESPath checks the types of function arguments by their exact names,
-    so strings and lists that Ansible wrapped (unsafe, tagged) would be refused as not strings."""
+    """`value` in plain JSON types. JMESPath checks a function's arguments by their types' exact names, and
+    ansible-core 2.18 hands module results back as AnsibleUnsafeText: starts_with() would refuse every string."""
     return json.loads(json.dumps(value))
 
 
