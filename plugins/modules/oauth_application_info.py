@@ -138,6 +138,7 @@ EXAMPLES = r"""
         client_type: [confidential]
         user: alice
         registration_source: [manual]
+      register: alices_clients
 
     - name: Clients that still allow the implicit grant
       oauthops.toolkit.oauth_application_info:
@@ -155,10 +156,11 @@ EXAMPLES = r"""
         query: "[?redirect_uris[?starts_with(@, 'https://shop.example.com/')]].client_id"
       register: shop_clients
 
-    - name: Client IDs by grant type
+    - name: How many clients of each type
       oauthops.toolkit.oauth_application_info:
-        query: "{implicit: [?authorization_grant_type=='implicit'].client_id, password: [?authorization_grant_type=='password'].client_id}"
-      register: legacy
+        query: "{confidential: length([?client_type=='confidential']), public: length([?client_type=='public'])}"
+      register: counts
+      # counts.query_result: {confidential: 4, public: 2}
 
     - name: Fail when a client still allows the implicit grant
       ansible.builtin.assert:
