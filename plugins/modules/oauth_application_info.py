@@ -173,7 +173,7 @@ applications:
   description:
     - The applications that match every filter, ordered by client ID, with the keys of
       RV(oauthops.toolkit.oauth_application#module:application).
-    - RV(applications[].extra_fields.registration_source) is there when the application model has the field.
+    - C(extra_fields.registration_source) is there when the application model has the field (DOT 3.4 and later).
   returned: always
   type: list
   elements: dict
