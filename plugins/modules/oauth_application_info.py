@@ -57,7 +57,7 @@ options:
       - An empty string selects the applications without an owner.
       - A user that does not exist owns no application, so the answer is an empty list, not an error. A value that
         is the username of one user and the primary key of another fails the task with O(user_lookup=auto).
-    type: str
+    type: raw
   user_lookup:
     version_added: 0.2.0
     description:
@@ -217,7 +217,7 @@ def main():
     argument_spec.update(
         client_id=dict(type="list", elements="str"),
         name=dict(type="str"),
-        user=dict(type="str"),
+        user=dict(type="raw"),
         user_lookup=dict(type="str", choices=["auto", "username", "pk"], default="auto"),
         authorization_grant_type=dict(type="list", elements="str", choices=GRANT_TYPES),
         client_type=dict(type="list", elements="str", choices=["confidential", "public"]),
