@@ -71,7 +71,7 @@ def test_an_ambiguous_owner_is_refused_as_oauth_application_refuses_it():
     users = get_user_model().objects
     first = users.create_user("first")
     users.create_user(str(first.pk))  # its username is the primary key of `first`
-    django_side, _ = side()
+    django_side = side()[0]
     with pytest.raises(django_side.OperationError, match="ambiguous"):
         info(user=str(first.pk))
     assert info(user=str(first.pk), user_lookup="username") == []
@@ -82,7 +82,7 @@ def test_a_model_without_registration_source_counts_every_application_as_manual(
     """DOT before 3.4 has no such field; Django's Group model stands in for its application model here."""
     from django.contrib.auth.models import Group
 
-    _, applications = side()
+    applications = side()[1]
     Group.objects.get_or_create(name="operators")
     condition = applications._registration_source_filter(Group, sources)
     assert Group.objects.filter(**condition).exists() is matches
