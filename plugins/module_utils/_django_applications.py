@@ -460,11 +460,5 @@ def run_application_info(params: dict, context) -> dict:
     if params.get("user") is not None:
         conditions.update(_owner_filter(params["user"], params.get("user_lookup") or "auto", context.database))
     rows = model._default_manager.db_manager(context.database).select_related("user").filter(**conditions)
-    has_source = "registration_source" in _field_names(model)
-    applications = []
-    for row in rows.order_by("client_id"):
-        entry = dict(describe(row), **_identity(row))
-        if has_source:
-            entry.setdefault("extra_fields", {}).setdefault("registration_source", row.registration_source)
-        applications.append(entry)
+    applications = [dict(describe(row), **_identity(row)) for row in rows.order_by("client_id")]
     return {"changed": False, "applications": applications}

@@ -173,7 +173,8 @@ applications:
   description:
     - The applications that match every filter, ordered by client ID, with the keys of
       RV(oauthops.toolkit.oauth_application#module:application).
-    - C(extra_fields.registration_source) is there when the application model has the field (DOT 3.4 and later).
+    - Their C(extra_fields) hold every field O(oauthops.toolkit.oauth_application#module:extra_fields) can set, DOT's
+      C(registration_source) among them (DOT 3.4 and later).
   returned: always
   type: list
   elements: dict
@@ -192,6 +193,7 @@ applications:
       hash_client_secret: true
       extra_fields:
         registration_source: manual
+        cimd_expires_at: null
       created: "2026-11-27T10:00:00.000000+00:00"
       updated: "2026-11-27T10:00:00.000000+00:00"
 query_result:
