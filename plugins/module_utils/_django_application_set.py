@@ -15,6 +15,7 @@ from ._django_applications import (
     converge_plan,
     describe,
     plan_result,
+    registration_source_filter,
     warn_hashed_against_wish,
 )
 from ._django_side import OperationError, database_error_message, require_migrated
@@ -51,12 +52,8 @@ def exclusive_candidates(model, manager, declared: list, exclusive_filter: dict)
     source. A DOT without registration_source has no self-registration: every application counts as manual.
     """
     sources = exclusive_filter.get("registration_source")
-    sources = ["manual"] if sources is None else list(sources)
     rows = manager.exclude(client_id__in=declared).select_related("user").order_by("client_id")
-    if any(field.name == "registration_source" for field in model._meta.concrete_fields):
-        rows = rows.filter(registration_source__in=sources)
-    elif "manual" not in sources:
-        return []
+    rows = rows.filter(**registration_source_filter(model, ["manual"] if sources is None else list(sources)))
     patterns = exclusive_filter.get("client_id")
     if patterns:
         return [row for row in rows if any(fnmatch.fnmatchcase(row.client_id, pattern) for pattern in patterns)]

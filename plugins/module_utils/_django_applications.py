@@ -432,8 +432,9 @@ def _owner_filter(value, lookup: str, database: str) -> dict:
     return {"user__isnull": True} if user is None else {"user": user}
 
 
-def _registration_source_filter(model, sources: list) -> dict:
-    """Before DOT 3.4 recorded it, every application was registered by an operator: all are manual."""
+def registration_source_filter(model, sources: list) -> dict:
+    """The query filter for applications registered one of these ways. Before DOT 3.4.1 recorded it,
+    every application was registered by an operator: all count as manual."""
     if "registration_source" in _field_names(model):
         return {"registration_source__in": sources}
     return {} if "manual" in sources else {"pk__in": []}
@@ -456,7 +457,7 @@ def run_application_info(params: dict, context) -> dict:
     if params.get("name") is not None:
         conditions["name"] = params["name"]
     if params.get("registration_source"):
-        conditions.update(_registration_source_filter(model, params["registration_source"]))
+        conditions.update(registration_source_filter(model, params["registration_source"]))
     if params.get("user") is not None:
         conditions.update(_owner_filter(params["user"], params.get("user_lookup") or "auto", context.database))
     rows = model._default_manager.db_manager(context.database).select_related("user").filter(**conditions)

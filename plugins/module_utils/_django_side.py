@@ -286,7 +286,7 @@ def pending_migrations(connection, app_labels: list) -> list:
     applied = set()
     if recorder.has_table():
         # Only the rows of these apps (and of the apps squashed migrations name), not the whole table.
-        labels = sorted({app for app, _name in on_disk} | {app for m in on_disk.values() for app, _ in m.replaces})
+        labels = sorted({key[0] for key in on_disk} | {replaced[0] for m in on_disk.values() for replaced in m.replaces})
         applied = set(recorder.migration_qs.filter(app__in=labels).values_list("app", "name"))
     nodes = set(on_disk)
     done = {}
