@@ -84,7 +84,7 @@ def test_a_model_without_registration_source_counts_every_application_as_manual(
 
     applications = side()[1]
     Group.objects.get_or_create(name="operators")
-    condition = applications._registration_source_filter(Group, sources)
+    condition = applications.registration_source_filter(Group, sources)
     assert Group.objects.filter(**condition).exists() is matches
 
 
