@@ -23,6 +23,18 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 untested = {}
 
 
+def application_spec():
+    """plugins/module_utils/_application_spec.py (plain Python), for tests that declare applications in the
+    modules' own vocabulary: its argument spec and its GRANT_TYPES."""
+    import importlib.util
+
+    path = REPO / "plugins" / "module_utils" / "_application_spec.py"
+    spec = importlib.util.spec_from_file_location("oauthops_application_spec", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def required_backends():
     return {name for name in os.environ.get("OAUTHOPS_REQUIRE_BACKENDS", "").split(",") if name}
 

@@ -10,15 +10,10 @@ ones left (creates, updates, deletions, exclusive mode narrowed to this test's p
 import os
 import random
 
+from provisioning import application_spec
+
 SETS = 6
-GRANTS = (
-    "authorization-code",
-    "implicit",
-    "password",
-    "client-credentials",
-    "openid-hybrid",
-    "urn:ietf:params:oauth:grant-type:device_code",
-)
+GRANTS = tuple(application_spec().GRANT_TYPES)
 REDIRECT_GRANTS = ("authorization-code", "implicit", "openid-hybrid")
 HOSTS = ("app.example.com", "b.example.org", "localhost:8443")
 PATHS = ("/cb", "/oauth/callback", "/return?to=home")

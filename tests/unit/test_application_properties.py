@@ -25,25 +25,17 @@ directory, so nothing is written into the checkout.
 """
 
 import fnmatch
-import importlib.util
 
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from provisioning import REPO
+from provisioning import application_spec
 
 CLIENT_IDS = ("app-a", "app-b", "app-c", "app-d", "app-e")
 SECRETS = ("first-declared-secret", "second-declared-secret", "third-declared-secret")
 USERS = ("alice@example.com", "bob@example.com", "carol@example.com")
-GRANTS = (
-    "authorization-code",
-    "implicit",
-    "password",
-    "client-credentials",
-    "openid-hybrid",
-    "urn:ietf:params:oauth:grant-type:device_code",
-)
+GRANTS = tuple(application_spec().GRANT_TYPES)
 REDIRECT_GRANTS = ("authorization-code", "implicit", "openid-hybrid")
 HS256_FORBIDDEN_GRANTS = ("implicit", "openid-hybrid")
 HOSTS = ("app.example.com", "b.example.org", "localhost:8443")
@@ -74,16 +66,8 @@ PROPERTY_SETTINGS = dict(
 )
 
 
-def _argument_spec():
-    """The modules' own argument spec, so a declaration here is the dict AnsibleModule hands over."""
-    path = REPO / "plugins" / "module_utils" / "_application_spec.py"
-    spec = importlib.util.spec_from_file_location("oauthops_application_spec", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.application_argument_spec()
-
-
-ARGUMENT_SPEC = _argument_spec()
+# The modules' own argument spec, so a declaration here is the dict AnsibleModule hands over.
+ARGUMENT_SPEC = application_spec().application_argument_spec()
 
 
 def side():
