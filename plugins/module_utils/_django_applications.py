@@ -433,7 +433,7 @@ def _owner_filter(value, lookup: str, database: str) -> dict:
 
 
 def registration_source_filter(model, sources: list) -> dict:
-    """The query filter for applications registered one of these ways. Before DOT 3.4.1 recorded it,
+    """The query filter for applications registered one of these ways. Before DOT 3.4.0 recorded it,
     every application was registered by an operator: all count as manual."""
     if "registration_source" in _field_names(model):
         return {"registration_source__in": sources}

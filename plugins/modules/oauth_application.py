@@ -156,7 +156,7 @@ options:
     description:
       - Further fields of the application model, by field name, for fields no other option names, for example
         the fields of a swapped application model (E(OAUTH2_PROVIDER_APPLICATION_MODEL)) or fields a newer DOT
-        adds (C(registration_source) since DOT 3.4.1).
+        adds (C(registration_source) since DOT 3.4.0).
       - Each value is converted by the field (V("3") for an integer field, an ISO 8601 string for a date and
         time) and validated with the rest of the application by the model's C(full_clean()); a field not given
         keeps its stored value.

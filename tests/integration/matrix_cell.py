@@ -137,7 +137,7 @@ def test_application_lifecycle(playbook):
 
 
 def test_application_set(playbook):
-    """oauth_applications and its exclusive mode on this stack (without self-registration before DOT 3.4.1)."""
+    """oauth_applications and its exclusive mode on this stack (without self-registration before DOT 3.4.0)."""
     playbook.run("application_set.yml", {"web_secret": playbook.prefix + "-web-secret"})
 
 
