@@ -68,6 +68,13 @@ def run_applications(params: dict, context) -> dict:
     model = get_application_model()
     require_migrated(context.database, [model])
     items = params.get("applications") or []
+    if params.get("exclusive") and not items:
+        # Most often a variable that did not load; an empty set would delete every eligible application.
+        raise OperationError(
+            "invalid",
+            "exclusive with an empty applications list would delete every eligible application; declare the "
+            "applications to keep, or delete applications by name with state: absent",
+        )
     _refuse_duplicates(items)
     declared = [item["client_id"] for item in items]
     with transaction.atomic(using=context.database):

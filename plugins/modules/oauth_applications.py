@@ -130,6 +130,9 @@ options:
       - Delete the stored applications that O(applications) does not declare and O(exclusive_filter) makes
         eligible, in the same transaction. Their tokens and grants go with them.
       - Check mode and diff mode list these deletions before anything else.
+      - An empty O(applications) list is refused with O(exclusive=true) (it is most often a variable that did
+        not load, and would delete every eligible application); delete applications by name with
+        O(applications[].state=absent).
     type: bool
     default: false
   exclusive_filter:

@@ -423,6 +423,11 @@ def test_the_bulk_module_and_a_loop_of_single_calls_agree(start, declared, optio
         pass
     assert snapshot() == start_rows
 
+    if options.get("exclusive") and not declared:
+        # A refusal of the set as a whole, which a loop of single calls has no counterpart for.
+        event("refused: exclusive with nothing declared")
+        assert refused(bulk) and bulk.message.startswith("exclusive with an empty applications list ")
+        return
     loop, failure = loop_of_single_calls(declared, users, options, start_rows)
     if refused(bulk):
         event("refused")

@@ -181,6 +181,16 @@ def test_exclusive_deletes_only_undeclared_operator_registered_applications():
     assert sorted(model().objects.values_list("client_id", flat=True)) == ["cimd-client", "shop-web"]
 
 
+def test_exclusive_refuses_an_empty_list():
+    """An empty list is most often a variable that did not load: it must not delete every application."""
+    converge_set([item("a"), item("b")])
+    before = snapshot()
+    for check_mode in (True, False):
+        error = refused_set([], exclusive=True, check_mode=check_mode)
+        assert error.message.startswith("exclusive with an empty applications list would delete every eligible")
+    assert snapshot() == before
+
+
 def test_exclusive_is_off_by_default():
     converge_set([item("a"), item("b")])
     result = converge_set([item("a")])

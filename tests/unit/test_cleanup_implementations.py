@@ -184,7 +184,7 @@ def test_a_patched_dot_that_still_says_3_4_1_runs_its_own_clear_expired(tmp_path
     if rules.rule_set_for(rules.installed_clear_expired_fingerprint()) is None:
         pytest.skip(
             "the installed DOT is not a proven release, so there is no proven clear_expired() to patch; "
-            "its fallback is checked by test_the_installed_clear_expired_decides_the_rules"
+            "the fallback is checked by test_the_fingerprint_not_the_version_picks_the_rules"
         )
     copy = tmp_path / "patched" / "oauth2_provider"
     shutil.copytree(Path(oauth2_provider.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
