@@ -15,6 +15,9 @@ description:
   - For each path that the play is about to create, write, change the owner of or delete as root, reports
     whether O(user) could make that write land somewhere else, by owning or being able to write a directory on
     the way (and so rename it, or plant a symbolic link in it), or by having put a link at the path itself.
+  - Write access counts however the kernel grants it - ownership, the group and other mode bits, and POSIX ACL
+    entries for the user or one of its groups (limited by the ACL's mask). A directory's default ACL counts too,
+    since it hands write access to whatever root creates in it next.
   - The C(oauthops.toolkit.token_cleanup) role refuses a layout this module reports as untrusted, before it
     writes anything. Use it the same way in your own plays that write, as root, into places an application's
     user can reach.
@@ -100,12 +103,18 @@ running_uid:
   sample: 0
 """
 
-import grp
 import os
 import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.oauthops.toolkit.plugins.module_utils._path_trust import (
+    GROUP,
+    describe_grant,
+    group_name,
+    user_name,
+    writers,
+)
 
 
 class UntrustedUser:
@@ -123,35 +132,30 @@ class UntrustedUser:
     def owns(self, info):
         return info.st_uid == self.uid if self.name else info.st_uid != 0
 
+    def is_user(self, uid):
+        return uid == self.uid if self.name else uid != 0
+
     def in_group(self, gid):
         return gid in self.gids if self.name else gid != 0
 
-    def can_change(self, info):
-        """Why this user can change the entry `info` describes (rename into, or write through), or None."""
+    def can_change(self, info, target):
+        """Why this user can change the entry `info` describes at `target` (rename into, or write
+        through), or None. Owners, mode bits and ACL entries all count."""
         if self.owns(info):
             return "is owned by %s" % (self.name or user_name(info.st_uid))
-        if stat.S_ISLNK(info.st_mode):
-            return None  # a link's own mode bits mean nothing; its owner and its directory decide
-        if info.st_mode & stat.S_IWGRP and self.in_group(info.st_gid):
-            members = ", which %s is in" % self.name if self.name else ""
-            return "is writable by its group %s%s" % (group_name(info.st_gid), members)
-        if info.st_mode & stat.S_IWOTH:
+        found = writers(target, info)
+        for uid, how in sorted(found.uids.items()):
+            if self.is_user(uid):
+                return "grants %s write access %s" % (user_name(uid), describe_grant(how))
+        for gid, how in sorted(found.gids.items()):
+            if self.in_group(gid):
+                members = ", which %s is in" % self.name if self.name else ""
+                if how == GROUP:
+                    return "is writable by its group %s%s" % (group_name(gid), members)
+                return "grants group %s write access %s%s" % (group_name(gid), describe_grant(how), members)
+        if found.everyone:
             return "is writable by everyone"
         return None
-
-
-def user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return "uid %d" % uid
-
-
-def group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def untrusted_reason(path, user, seen=None):
@@ -167,7 +171,7 @@ def untrusted_reason(path, user, seen=None):
             info = os.lstat(current)
         except FileNotFoundError:
             info = None
-        reason = user.can_change(parent_info)
+        reason = user.can_change(parent_info, parent)
         if reason is not None and not sticky_protects(parent_info, info, user):
             if reason == "is writable by everyone" and info is None:
                 return "%s %s and %s does not exist yet" % (parent, reason, current)
@@ -187,7 +191,7 @@ def untrusted_reason(path, user, seen=None):
             return untrusted_reason(os.path.join(target, rest), user, seen)
         if is_last:
             if stat.S_ISDIR(info.st_mode):
-                reason = user.can_change(info)
+                reason = user.can_change(info, current)
                 return None if reason is None else "%s %s" % (current, reason)
             if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
                 return "%s has %d hard links, so changing it changes another name too" % (current, info.st_nlink)
@@ -196,7 +200,7 @@ def untrusted_reason(path, user, seen=None):
             return "%s is not a directory" % current
         parent, parent_info = current, info
     # The path is "/" itself.
-    reason = user.can_change(parent_info)
+    reason = user.can_change(parent_info, "/")
     return None if reason is None else "/ %s" % reason
 
 

@@ -6,6 +6,7 @@ symbolic links with its own rights (setpriv). After every root run a victim file
 not touch must keep its owner, mode and content, and a victim directory its listing.
 """
 
+import grp
 import json
 import os
 import pwd
@@ -304,8 +305,9 @@ def test_the_shipped_django_side_wins_over_a_package_of_that_name_in_the_project
     assert "deleted 0 expired or revoked token rows" in output
 
 
-def test_path_trust_info_follows_links_and_knows_hard_links(role_playbook, app_user, scratch, tmp_path):
+def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbook, app_user, scratch, tmp_path):
     base = host_root(scratch, "trust")
+    app_group = grp.getgrgid(app_user.pw_gid).gr_name
     (base / "root-file").write_text("x")
     os.link(base / "root-file", base / "hard-link")
     (base / "loop").symlink_to(base / "loop")
@@ -313,6 +315,17 @@ def test_path_trust_info_follows_links_and_knows_hard_links(role_playbook, app_u
     other = base / "other-owner"
     other.mkdir()
     os.chown(other, 1, 1)  # daemon: not the application user, but not root either
+    acl_dirs = {}
+    for name, entries in {
+        "acl-user": ["-m", "u:%s:rwx" % app_user.pw_name],
+        "acl-masked": ["-m", "u:%s:rwx,m::r-x" % app_user.pw_name],
+        "acl-group": ["-m", "g:%s:rwx" % app_group],
+        "acl-default": ["-d", "-m", "u:%s:rwx" % app_user.pw_name],
+    }.items():
+        acl_dirs[name] = base / name
+        acl_dirs[name].mkdir(mode=0o755)
+        subprocess.run(["setfacl"] + entries + [str(acl_dirs[name])], check=True)
+    user, group = app_user.pw_name, app_group
     paths = {
         str(base / "lib" / "new" / "file"): (None, None),
         str(base / "link-at-the-end"): ("%s is a symbolic link", "%s is a symbolic link"),
@@ -321,6 +334,14 @@ def test_path_trust_info_follows_links_and_knows_hard_links(role_playbook, app_u
         str(base / "loop" / "file"): ("%s is part of a symbolic link loop",) * 2,
         str(base / "root-file" / "file"): ("%s is not a directory",) * 2,
         str(other / "file"): (None, "%s is owned by daemon"),
+        str(acl_dirs["acl-user"] / "file"): ("%s grants " + user + " write access through an ACL entry",) * 2,
+        str(acl_dirs["acl-masked"] / "file"): (None, None),
+        str(acl_dirs["acl-group"] / "file"): (
+            "%s grants group " + group + " write access through an ACL entry, which " + user + " is in",
+            "%s grants group " + group + " write access through an ACL entry",
+        ),
+        str(acl_dirs["acl-default"] / "file"): (
+            "%s grants " + user + " write access through a default ACL entry (to what is created in it)",) * 2,
     }
     os.symlink("/etc/passwd", base / "link-at-the-end")
     role_playbook.run("path_trust.yml", {"paths": list(paths), "app_user": app_user.pw_name})
@@ -333,6 +354,7 @@ def test_path_trust_info_follows_links_and_knows_hard_links(role_playbook, app_u
         str(base / "root-file" / "file"): base / "root-file",
         str(other / "file"): other,
     }
+    subjects.update((str(directory / "file"), directory) for directory in acl_dirs.values())
     for column, who in enumerate(("user", "everyone")):
         expected = {path: reasons[column] % subjects[path] for path, reasons in paths.items() if reasons[column]}
         assert {entry["path"]: entry["reason"] for entry in answers[who]} == expected, who
