@@ -191,6 +191,38 @@ def test_exclusive_refuses_an_empty_list():
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("key", ["client_id", "registration_source"])
+def test_exclusive_refuses_an_empty_list_in_its_filter(key):
+    """`client_id: "{{ patterns }}"` with patterns [] once deleted every manual application: an empty filter list
+    is far more often a variable that did not load than a wish, in any key of the filter."""
+    converge_set([item("shop-web"), item("shop-old"), item("billing")])
+    before = snapshot()
+    for check_mode in (True, False):
+        error = refused_set([item("shop-web")], exclusive=True, exclusive_filter={key: []}, check_mode=check_mode)
+        assert error.message == (
+            "exclusive_filter.%s is an empty list, most often a variable that did not load; list what exclusive may "
+            "delete, or leave the key out for its default" % key
+        )
+    assert snapshot() == before
+    # Without exclusive the filter is not used, so it is not read either.
+    assert converge_set([item("shop-web")], exclusive_filter={key: []})["changed"] is False
+
+
+def test_exclusive_refuses_a_set_with_only_absent_items():
+    """Nothing declared present: exclusive mode would delete every eligible application besides the absent ones."""
+    converge_set([item("a"), item("b"), item("c")])
+    before = snapshot()
+    for check_mode in (True, False):
+        error = refused_set([item("a", state="absent")], exclusive=True, check_mode=check_mode)
+        assert error.message == (
+            "exclusive with no item in state present would delete every eligible application; declare the "
+            "applications to keep, or leave exclusive out to delete only the absent ones"
+        )
+    assert snapshot() == before
+    deleted = converge_set([item("a", state="absent")])
+    assert deleted["counts"]["deleted"] == 1 and model().objects.count() == 2
+
+
 def test_exclusive_is_off_by_default():
     converge_set([item("a"), item("b")])
     result = converge_set([item("a")])
