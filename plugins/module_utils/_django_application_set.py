@@ -15,6 +15,7 @@ from ._django_applications import (
     converge_plan,
     describe,
     plan_result,
+    refuse_writes_that_cannot_roll_back,
     registration_source_filter,
     warn_hashed_against_wish,
 )
@@ -121,6 +122,7 @@ def run_applications(params: dict, context) -> dict:
                 Plan("delete", row, describe(row), [])
                 for row in exclusive_candidates(model, manager, declared, params.get("exclusive_filter") or {})
             ]
+        refuse_writes_that_cannot_roll_back(removals + plans, context, "set")
         if not context.check_mode:
             for position, plan in [(None, plan) for plan in removals] + list(enumerate(plans)):
                 try:
