@@ -15,6 +15,7 @@ from ._django_applications import (
     converge_plan,
     describe,
     plan_result,
+    refuse_writes_that_cannot_roll_back,
     registration_source_filter,
     warn_hashed_against_wish,
 )
@@ -44,6 +45,35 @@ def _refuse_duplicates(items: list) -> None:
         )
 
 
+def _refuse_what_exclusive_cannot_mean(items: list, exclusive_filter: dict) -> None:
+    """Exclusive mode deletes what the set does not keep, as far as the filter reaches. A set that keeps
+    nothing, or a filter key with nothing in it, is most often a variable that did not load, and would
+    delete every eligible application (an empty client_id list once did): refused, naming the way to
+    say it on purpose."""
+    if not items:
+        raise OperationError(
+            "invalid",
+            "exclusive with an empty applications list would delete every eligible application; declare the "
+            "applications to keep, or delete applications by name with state: absent",
+        )
+    if all(item.get("state") == "absent" for item in items):
+        raise OperationError(
+            "invalid",
+            "exclusive with no item in state present would delete every eligible application; declare the "
+            "applications to keep, or leave exclusive out to delete only the absent ones",
+        )
+    empty = sorted(key for key, value in exclusive_filter.items() if isinstance(value, list) and not value)
+    if empty:
+        raise OperationError(
+            "invalid",
+            "; ".join(
+                "exclusive_filter.%s is an empty list, most often a variable that did not load; list what exclusive "
+                "may delete, or leave the key out for its default" % key
+                for key in empty
+            ),
+        )
+
+
 def exclusive_candidates(model, manager, declared: list, exclusive_filter: dict) -> list:
     """Stored applications that exclusive mode deletes: not declared, and chosen by the filter.
 
@@ -55,7 +85,7 @@ def exclusive_candidates(model, manager, declared: list, exclusive_filter: dict)
     rows = manager.exclude(client_id__in=declared).select_related("user").order_by("client_id")
     rows = rows.filter(**registration_source_filter(model, ["manual"] if sources is None else list(sources)))
     patterns = exclusive_filter.get("client_id")
-    if patterns:
+    if patterns is not None:
         return [row for row in rows if any(fnmatch.fnmatchcase(row.client_id, pattern) for pattern in patterns)]
     return list(rows)
 
@@ -68,13 +98,8 @@ def run_applications(params: dict, context) -> dict:
     model = get_application_model()
     require_migrated(context.database, [model])
     items = params.get("applications") or []
-    if params.get("exclusive") and not items:
-        # Most often a variable that did not load; an empty set would delete every eligible application.
-        raise OperationError(
-            "invalid",
-            "exclusive with an empty applications list would delete every eligible application; declare the "
-            "applications to keep, or delete applications by name with state: absent",
-        )
+    if params.get("exclusive"):
+        _refuse_what_exclusive_cannot_mean(items, params.get("exclusive_filter") or {})
     _refuse_duplicates(items)
     declared = [item["client_id"] for item in items]
     with transaction.atomic(using=context.database):
@@ -97,6 +122,7 @@ def run_applications(params: dict, context) -> dict:
                 Plan("delete", row, describe(row), [])
                 for row in exclusive_candidates(model, manager, declared, params.get("exclusive_filter") or {})
             ]
+        refuse_writes_that_cannot_roll_back(removals + plans, context, "set")
         if not context.check_mode:
             for position, plan in [(None, plan) for plan in removals] + list(enumerate(plans)):
                 try:

@@ -356,6 +356,94 @@ def validate(plan: Plan, database: str) -> None:
         raise OperationError("invalid", message, fields)
 
 
+def _own_tables(model) -> list:
+    """The tables a row of `model` lives in: its concrete model's and its multi-table parents'."""
+    concrete = model._meta.concrete_model
+    return [each._meta.db_table for each in [concrete] + concrete._meta.get_parent_list()]
+
+
+def tables_a_delete_writes(model) -> list:
+    """Every table that deleting rows of `model` can write, from the model metadata: its own, then,
+    through each relation whose on_delete cascades, sets a value or has the database do either, the
+    referencing model's, recursively (DOT's tokens and grants, and any project model pointing at them).
+    PROTECT and RESTRICT only read; DO_NOTHING writes nothing.
+
+    The cleanup engine's delete_plan() walks the same relations, but stops at the first one that SQL
+    cannot repeat (a signal receiver, a generic relation) and leaves out those the database handles:
+    what a write can touch needs every table."""
+    from django.db.models import deletion
+
+    cascades = (deletion.CASCADE, getattr(deletion, "DB_CASCADE", deletion.CASCADE))
+    writes_nothing = (deletion.DO_NOTHING, deletion.PROTECT, deletion.RESTRICT)
+    tables, seen, pending = set(), set(), [model]
+    while pending:
+        current = pending.pop()._meta.concrete_model
+        if current in seen:
+            continue
+        seen.add(current)
+        tables.update(_own_tables(current))
+        for related in deletion.get_candidate_relations_to_delete(current._meta):
+            on_delete = related.field.remote_field.on_delete
+            if on_delete in cascades:
+                pending.append(related.related_model)
+            elif on_delete not in writes_nothing:
+                tables.add(related.related_model._meta.db_table)
+        # Generic relations: Django's collector deletes the related objects too.
+        pending += [field.remote_field.model for field in current._meta.private_fields
+                    if hasattr(field, "bulk_related_objects")]
+    return sorted(tables)
+
+
+def _tables_that_cannot_roll_back(plans: list, database: str) -> list:
+    """(table, engine) for each table the planned writes can touch whose storage engine has no transactions,
+    by the server's own word (information_schema.ENGINES: MyISAM, Aria, MEMORY ... say NO). Only MySQL and
+    MariaDB have such tables; other backends are not asked."""
+    from django.db import connections
+
+    connection = connections[database]
+    if connection.vendor != "mysql":
+        return []
+    tables = set()
+    for plan in plans:
+        if plan.action == "delete":
+            tables.update(tables_a_delete_writes(type(plan.instance)))
+        elif plan.action is not None:
+            tables.update(_own_tables(type(plan.instance)))
+    if not tables:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.TABLE_NAME, t.ENGINE FROM information_schema.TABLES t"
+            " LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE"
+            " WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_NAME IN (%s)"
+            " AND COALESCE(e.TRANSACTIONS, 'NO') <> 'YES'" % ", ".join(["%s"] * len(tables)),
+            sorted(tables),
+        )
+        return sorted((str(name), str(engine)) for name, engine in cursor.fetchall())
+
+
+def refuse_writes_that_cannot_roll_back(plans: list, context, what: str) -> None:
+    """Refuse the planned writes before the first one when a table they can touch cannot roll back: a
+    failure midway would leave part of them done while the task says nothing changed. Check mode writes
+    nothing, so it is not refused: it predicts as usual and warns that the real run would be."""
+    found = _tables_that_cannot_roll_back(plans, context.database)
+    if not found:
+        return
+    if len(found) == 1:
+        table, engine = found[0]
+        reason = "table %s uses %s, which cannot roll back a failed %s; convert it (ALTER TABLE %s ENGINE=InnoDB)" % (
+            table, engine, what, table,
+        )
+    else:
+        reason = "tables %s cannot roll back a failed %s; convert them (ALTER TABLE <table> ENGINE=InnoDB)" % (
+            ", ".join("%s (%s)" % pair for pair in found), what,
+        )
+    if context.check_mode:
+        context.warn("check mode: a real run would refuse to write: " + reason)
+    else:
+        raise OperationError("unsupported", "refusing to write: " + reason)
+
+
 def apply_plan(plan: Plan, database: str) -> None:
     if plan.action == "delete":
         plan.instance.delete(using=database)
@@ -411,6 +499,7 @@ def run_application(params: dict, context) -> dict:
         if not context.check_mode:
             rows = rows.select_for_update()
         plan = converge_plan(model, params, rows.first(), context.database)
+        refuse_writes_that_cannot_roll_back([plan], context, "write")
         if not context.check_mode:
             apply_plan(plan, context.database)
     warn_hashed_against_wish(plan, context)

@@ -18,6 +18,8 @@ description:
   - Validation is the application model's own C(full_clean()), so the rules of the installed DOT version apply exactly
     as in the Django admin. Swapped application models (E(OAUTH2_PROVIDER_APPLICATION_MODEL)) are supported.
   - Every write runs in one database transaction; a failed task leaves the database as it was.
+  - On MySQL and MariaDB, a write is refused before anything is written when a table it would write cannot roll
+    back (see O(state)).
 author:
   - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:
@@ -26,7 +28,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Validates and predicts the change and the diff, but never saves, so no model signal fires.
+    details:
+      - Validates and predicts the change and the diff, but never saves, so no model signal fires.
+      - Tables that cannot roll back (see O(state)) only need to for a write; check mode warns about them instead
+        of failing.
   diff_mode:
     support: full
     details: The client secret is never shown; the diff says only whether it changes.
@@ -42,6 +47,13 @@ options:
     description:
       - V(present) creates or updates the application, V(absent) deletes it.
       - Deleting an application also deletes its tokens and grants (DOT's foreign keys cascade).
+      - On MySQL and MariaDB the task is refused before anything is written when a table the write would touch
+        uses a storage engine without transactions (MyISAM, Aria, MEMORY, as the server's
+        C(information_schema.ENGINES) says), since a failure midway could not be rolled back. These are the
+        application table for a create or update, and for a deletion also every table it cascades into or sets
+        null in (DOT's tokens and grants, the project's models pointing at them). The message names each table
+        and its engine; convert them with C(ALTER TABLE <table> ENGINE=InnoDB). Check mode writes nothing and
+        only warns.
     type: str
     choices: [present, absent]
     default: present

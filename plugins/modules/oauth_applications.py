@@ -22,6 +22,8 @@ description:
     O(exclusive_filter) makes them eligible. By default only applications an operator registered
     (C(registration_source) V(manual)) are eligible; clients that registered themselves (dynamic client
     registration, Client ID Metadata Documents) are never deleted unless the filter names their source.
+  - On MySQL and MariaDB, a set is refused before anything is written when a table it would write cannot
+    roll back (see O(applications)).
 author:
   - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:
@@ -30,7 +32,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Validates every item and predicts each change, deletions included, but never saves.
+    details:
+      - Validates every item and predicts each change, deletions included, but never saves.
+      - Refuses what the real run refuses, except tables that cannot roll back, which only a write needs; check
+        mode warns about them instead.
   diff_mode:
     support: full
     details:
@@ -44,6 +49,12 @@ options:
       - The applications to converge. Each item takes the options of M(oauthops.toolkit.oauth_application), with
         the same meaning and defaults; the descriptions there are the reference.
       - A O(applications[].client_id) may appear only once.
+      - On MySQL and MariaDB the set is refused before anything is written when a table it would write uses a
+        storage engine without transactions (MyISAM, Aria, MEMORY, as the server's C(information_schema.ENGINES)
+        says), since a failure midway could not be rolled back. The tables are the application table for a create or
+        update, and for a deletion also every table it cascades into or sets null in (DOT's tokens and grants,
+        the project's models pointing at them). The message names each table and its engine; convert them with
+        C(ALTER TABLE <table> ENGINE=InnoDB). Check mode writes nothing and only warns.
     type: list
     elements: dict
     required: true
@@ -133,11 +144,15 @@ options:
       - An empty O(applications) list is refused with O(exclusive=true) (it is most often a variable that did
         not load, and would delete every eligible application); delete applications by name with
         O(applications[].state=absent).
+      - So is a set with no item in O(applications[].state=present), which would delete every eligible
+        application as well; leave O(exclusive) out to delete just the absent ones.
     type: bool
     default: false
   exclusive_filter:
     description:
       - Which stored applications O(exclusive) may delete; both conditions must hold.
+      - With O(exclusive=true), a key given an empty list is refused (it is most often a variable that did not
+        load); leave the key out for its default.
     type: dict
     default: {}
     suboptions:
@@ -148,6 +163,7 @@ options:
             registered themselves.
           - A DOT release without C(registration_source) has no self-registration, so there every application
             counts as V(manual).
+          - An empty list is refused with O(exclusive=true).
         type: list
         elements: str
         default: [manual]
@@ -155,6 +171,8 @@ options:
         description:
           - Only applications whose client ID matches one of these shell-style patterns (C(fnmatch), case
             sensitive), for example V(shop-*). All client IDs when not given.
+          - An empty list is refused with O(exclusive=true), rather than read as not given, since an empty pattern
+            list from a variable that did not load must not make every client ID eligible.
         type: list
         elements: str
 notes:

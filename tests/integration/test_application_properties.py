@@ -64,11 +64,13 @@ def random_sets(seed, prefix):
     cases = []
     for number in range(SETS):
         chosen = rng.sample(client_ids, rng.randint(1, len(client_ids)))
+        declared = [application(rng, client_id) for client_id in chosen]
         cases.append(
             {
                 "label": "seed %s, set %d" % (seed, number),
-                "applications": [application(rng, client_id) for client_id in chosen],
-                "exclusive": rng.random() < 0.3,
+                "applications": declared,
+                # Exclusive mode refuses a set with no present item (tests/unit covers that refusal).
+                "exclusive": rng.random() < 0.3 and any(item.get("state") != "absent" for item in declared),
             }
         )
     return cases

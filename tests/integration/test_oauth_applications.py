@@ -10,6 +10,12 @@ def test_application_set(playbook):
     assert "Traceback" not in output
 
 
+def test_exclusive_refuses_what_the_operator_cannot_have_meant(playbook):
+    """An empty exclusive_filter list and a set of only absent items: refused, nothing changed (issue 14)."""
+    output = playbook.run("application_set_refusals.yml")
+    assert "Traceback" not in output
+
+
 def test_extra_fields_on_a_swapped_application_model(playbook, unmigrated_database):
     swapped_env = dict(unmigrated_database, OAUTHOPS_TEST_SWAPPED_APPLICATION="1")
     migrate(swapped_env)

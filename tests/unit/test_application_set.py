@@ -25,18 +25,18 @@ def item(client_id, **options):
     return declared
 
 
-def converge_set(applications, check_mode=False, **params):
+def converge_set(applications, check_mode=False, database="default", **params):
     django_side, _single, application_set = side()
-    context = django_side.Context("default", check_mode)
+    context = django_side.Context(database, check_mode)
     params["applications"] = applications
     result = application_set.run_applications(params, context)
     result["warnings"] = context.warnings
     return result
 
 
-def converge_one(params, check_mode=False):
+def converge_one(params, check_mode=False, database="default"):
     django_side, single, _set = side()
-    return single.run_application(dict(item(params["client_id"]), **params), django_side.Context("default", check_mode))
+    return single.run_application(dict(item(params["client_id"]), **params), django_side.Context(database, check_mode))
 
 
 def refused_set(applications, **params):
@@ -137,6 +137,187 @@ def test_a_write_that_fails_midway_undoes_the_whole_set():
     assert snapshot() == before
 
 
+def token_models():
+    """DOT's token and grant models, and the test project's models pointing at access tokens."""
+    from oauth2_provider import models
+    from testapp.models import TokenAudit, TokenSession
+
+    dot = [models.get_access_token_model(), models.get_refresh_token_model(), models.get_id_token_model()]
+    return dot + [models.get_grant_model(), TokenAudit, TokenSession]
+
+
+def give_tokens(client_id, database="default"):
+    """An access token with its refresh token and a project row pointing at it: what a delete cascades into."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+    from testapp.models import TokenAudit
+
+    application = model()._default_manager.using(database).get(client_id=client_id)
+    user = get_user_model()._default_manager.db_manager(database).create_user("owner-of-%s@example.com" % client_id)
+    access = get_access_token_model()(
+        user=user, application=application, token="at-" + client_id, expires=timezone.now(), scope="read"
+    )
+    access.save(using=database)
+    get_refresh_token_model()(user=user, application=application, token="rt-" + client_id, access_token=access).save(
+        using=database
+    )
+    TokenAudit(access_token=access, note=client_id).save(using=database)
+
+
+def stored(database):
+    """Every row of the application table and of the token tables a delete reaches, on `database`."""
+    tables = {}
+    for stored_model in [model()] + token_models():
+        rows = stored_model._default_manager.using(database).values()
+        tables[stored_model._meta.db_table] = sorted((tuple(sorted((k, str(v)) for k, v in row.items())) for row in rows))
+    return tables
+
+
+def test_the_tables_a_delete_writes_come_from_the_model_metadata():
+    """DOT's token and grant tables, and the project's tables pointing at tokens (CASCADE and SET_NULL)."""
+    from django.contrib.auth import get_user_model
+
+    tables = side()[1].tables_a_delete_writes(model())
+    assert tables == sorted([model()._meta.db_table] + [each._meta.db_table for each in token_models()])
+    assert get_user_model()._meta.db_table not in tables
+
+
+@pytest.fixture(scope="module")
+def myisam_database():
+    """A second database on the MariaDB server, migrated with MyISAM as the default storage engine (the
+    settings' init_command, as a project migrated that way has it), under the alias "myisam"."""
+    from django.core.management import call_command
+    from django.db import connection, connections
+
+    if connection.vendor != "mysql":
+        pytest.skip("MyISAM is a MySQL/MariaDB storage engine; the backend is %s" % connection.vendor)
+    import dbservers
+
+    server = dbservers.discover("mysql")
+    name = server.create_database("oauthops_myisam_")
+    options = dict(connection.settings_dict["OPTIONS"], init_command="SET default_storage_engine=MyISAM")
+    connections.settings["myisam"] = dict(connection.settings_dict, NAME=name, OPTIONS=options)
+    try:
+        call_command("migrate", database="myisam", verbosity=0)
+        yield "myisam"
+    finally:
+        connections["myisam"].close()
+        del connections["myisam"]
+        del connections.settings["myisam"]
+        server.drop_database(name)
+
+
+@pytest.fixture
+def myisam(myisam_database):
+    from django.contrib.auth import get_user_model
+
+    yield myisam_database
+    model()._default_manager.using(myisam_database).all().delete()
+    get_user_model()._default_manager.using(myisam_database).all().delete()
+
+
+def engine_of(table, database):
+    from django.db import connections
+
+    with connections[database].cursor() as cursor:
+        cursor.execute(
+            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", [table]
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("tables", ["transactional", "MyISAM"])
+def test_a_set_that_fails_midway_is_undone_or_refused_before_any_write(tables, request):
+    """On tables that roll back, a failure midway undoes the set; on MyISAM nothing could undo it (the audit saw
+    three applications gone under "nothing changed"), so the set is refused before its first write."""
+    from django.db import IntegrityError, connection
+    from django.db.models.signals import pre_save
+
+    database = request.getfixturevalue("myisam") if tables == "MyISAM" else "default"
+    if connection.vendor == "mysql":
+        assert engine_of(model()._meta.db_table, database) == ("MyISAM" if tables == "MyISAM" else "InnoDB")
+    for client_id in ("old", "gone"):
+        # Saved directly: on MyISAM the modules refuse to write at all.
+        application = model()(client_id=client_id, client_type="confidential", authorization_grant_type="password")
+        application.save(using=database)
+    give_tokens("gone", database)
+    before = stored(database)
+    assert before[token_models()[0]._meta.db_table], "no token to cascade into"
+
+    def refuse_third(sender, instance, **kwargs):
+        if instance.client_id == "third":
+            raise IntegrityError("a project's constraint refused 'third'")
+
+    pre_save.connect(refuse_third, sender=model())
+    try:
+        error = refused_set(
+            [item("first"), item("old", name="Renamed"), item("third")], exclusive=True, database=database
+        )
+    finally:
+        pre_save.disconnect(refuse_third, sender=model())
+    assert stored(database) == before
+    if tables == "MyISAM":
+        listed = ", ".join("%s (MyISAM)" % table for table in side()[1].tables_a_delete_writes(model()))
+        assert (error.kind, error.message) == (
+            "unsupported",
+            "refusing to write: tables %s cannot roll back a failed set; convert them (ALTER TABLE <table> "
+            "ENGINE=InnoDB)" % listed,
+        )
+    else:
+        assert error.kind == "database"
+        assert error.message.startswith("applications[2] (client_id 'third'): database error (IntegrityError): ")
+
+
+def test_only_the_tables_a_write_touches_must_roll_back(myisam):
+    """The application table converted to InnoDB, the token tables still MyISAM: creates and updates write only
+    the application table and go ahead; a deletion cascades into the token tables and is refused, in either
+    module, naming those tables. Check mode writes nothing: it predicts, and warns of the refusal."""
+    from django.db import connections
+
+    application_table = model()._meta.db_table
+    token_tables = [table for table in side()[1].tables_a_delete_writes(model()) if table != application_table]
+    with connections[myisam].cursor() as cursor:
+        cursor.execute("ALTER TABLE %s ENGINE=InnoDB" % application_table)
+    try:
+        assert engine_of(application_table, myisam) == "InnoDB"
+        created = converge_set([item("kept"), item("gone", name="Gone")], database=myisam)
+        assert created["counts"]["created"] == 2
+        give_tokens("gone", myisam)
+        before = stored(myisam)
+
+        listed = ", ".join("%s (MyISAM)" % table for table in token_tables)
+        reason = "tables %s cannot roll back a failed %%s; convert them (ALTER TABLE <table> ENGINE=InnoDB)" % listed
+        error = refused_set([item("kept", name="Kept")], exclusive=True, database=myisam)
+        assert error.message == "refusing to write: " + reason % "set"
+        predicted = converge_set([item("kept", name="Kept")], exclusive=True, database=myisam, check_mode=True)
+        assert predicted["counts"] == {"created": 0, "updated": 1, "deleted": 1, "unchanged": 0}
+        assert predicted["warnings"] == ["check mode: a real run would refuse to write: " + reason % "set"]
+
+        django_side = side()[0]
+        with pytest.raises(django_side.OperationError) as single:
+            converge_one(dict(client_id="gone", state="absent"), database=myisam)
+        assert single.value.message == "refusing to write: " + reason % "write"
+        assert stored(myisam) == before
+
+        assert converge_one(dict(client_id="kept", name="Kept"), database=myisam)["action"] == "update"
+    finally:
+        with connections[myisam].cursor() as cursor:
+            cursor.execute("ALTER TABLE %s ENGINE=MyISAM" % application_table)
+
+
+def test_a_single_write_to_a_myisam_application_table_is_refused(myisam):
+    application_table = model()._meta.db_table
+    django_side = side()[0]
+    with pytest.raises(django_side.OperationError) as raised:
+        converge_one(dict(client_id="new"), database=myisam)
+    assert raised.value.message == (
+        "refusing to write: table %s uses MyISAM, which cannot roll back a failed write; convert it "
+        "(ALTER TABLE %s ENGINE=InnoDB)" % (application_table, application_table)
+    )
+    assert not model()._default_manager.using(myisam).exists()
+
+
 def register(client_id, source):
     """An application registered another way than by an operator (dynamic registration, CIMD)."""
     instance = model()(
@@ -189,6 +370,38 @@ def test_exclusive_refuses_an_empty_list():
         error = refused_set([], exclusive=True, check_mode=check_mode)
         assert error.message.startswith("exclusive with an empty applications list would delete every eligible")
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("key", ["client_id", "registration_source"])
+def test_exclusive_refuses_an_empty_list_in_its_filter(key):
+    """`client_id: "{{ patterns }}"` with patterns [] once deleted every manual application: an empty filter list
+    is far more often a variable that did not load than a wish, in any key of the filter."""
+    converge_set([item("shop-web"), item("shop-old"), item("billing")])
+    before = snapshot()
+    for check_mode in (True, False):
+        error = refused_set([item("shop-web")], exclusive=True, exclusive_filter={key: []}, check_mode=check_mode)
+        assert error.message == (
+            "exclusive_filter.%s is an empty list, most often a variable that did not load; list what exclusive may "
+            "delete, or leave the key out for its default" % key
+        )
+    assert snapshot() == before
+    # Without exclusive the filter is not used, so it is not read either.
+    assert converge_set([item("shop-web")], exclusive_filter={key: []})["changed"] is False
+
+
+def test_exclusive_refuses_a_set_with_only_absent_items():
+    """Nothing declared present: exclusive mode would delete every eligible application besides the absent ones."""
+    converge_set([item("a"), item("b"), item("c")])
+    before = snapshot()
+    for check_mode in (True, False):
+        error = refused_set([item("a", state="absent")], exclusive=True, check_mode=check_mode)
+        assert error.message == (
+            "exclusive with no item in state present would delete every eligible application; declare the "
+            "applications to keep, or leave exclusive out to delete only the absent ones"
+        )
+    assert snapshot() == before
+    deleted = converge_set([item("a", state="absent")])
+    assert deleted["counts"]["deleted"] == 1 and model().objects.count() == 2
 
 
 def test_exclusive_is_off_by_default():
