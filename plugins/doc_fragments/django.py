@@ -66,7 +66,8 @@ options:
       - Blank lines and lines starting with C(#) or C(;) are skipped, an C(export) prefix is allowed, and a value
         in matching quotes loses them. O(environment) wins over the file for a variable both set; a
         E(PYTHONPATH) of the file is added to C(sys.path).
-      - It must be readable by the user the module runs as (see C(become_user)).
+      - It must be readable by the user the Django side runs as (see C(become_user), and the notes for a module
+        run as root). Under root, a file another user can change is never read as root.
     type: path
 attributes:
   action_group:
@@ -79,6 +80,17 @@ notes:
     nothing is passed on a command line.
   - All options of this fragment can be set once for every module of the collection with
     C(module_defaults) and the action group C(group/oauthops.toolkit.django).
+  - Run as root, the module first works out who else can change what the Django side would load, since all of it
+    is code, settings included. That is the interpreter, the virtualenv and what its C(.pth) files add,
+    O(project_path), O(pythonpath), the E(PYTHONPATH) of O(environment) and of the host, O(env_file) and the
+    E(PYTHONPATH) it sets, with every file and link in them and every directory above them. Owners, group and
+    world write bits and POSIX ACLs count; a group counts as its members.
+  - When nobody but root can change any of it, the Django side runs as root. When exactly one other user can
+    (the project's owner, say), it runs as that user, with privileges dropped before the project's interpreter
+    starts; RV(django_user) names that user, who must be able to run the interpreter and read O(env_file).
+    When more users can (two owners, a group of several members, a directory everyone may write), the task
+    fails and names the paths. The fix is to give the files to one user and run the task as that user
+    (C(become_user)), as the README's section on running as the application user describes.
 requirements:
   - On the managed host, the interpreter chosen with O(virtualenv) or O(python) (or Ansible's own) must import
     Django and django-oauth-toolkit (C(oauth2_provider)) and the project's settings.

@@ -77,7 +77,10 @@ def writers(target, info):
     found.uids[info.st_uid] = OWNER  # an owner may chmod, whatever the bits say
     if stat.S_ISLNK(info.st_mode):
         return found  # a link's mode bits and ACLs mean nothing; its owner and its directory decide
-    access = acl_entries(target, ACL_ACCESS)
+    # Without the group write bit no access ACL can grant write: with an ACL, the group bits are its
+    # mask, which caps every named entry and the owning group; "other" is the mode's own bits. So the
+    # ACL is read only when it could matter (most entries of a tree never need the system call).
+    access = acl_entries(target, ACL_ACCESS) if info.st_mode & stat.S_IWGRP else []
     if access:
         _add_acl_writers(found, access, info, ACL)
     else:  # with an access ACL, the group bits of the mode are its mask, not the group's permission

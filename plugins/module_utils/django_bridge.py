@@ -9,6 +9,11 @@ this directory) into a package in the module's temporary directory, starts the
 project's Python on it, sends one JSON request on stdin (so secrets never reach
 the process list) and turns the JSON answer into a result or one readable
 `fail_json`.
+
+Under root it first finds out who else can change what that Python would load
+(_code_trust): nobody, and it runs as root; exactly one user, and it runs as
+that user, privileges dropped before the project's interpreter starts; anyone
+more, and the task is refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,11 +23,15 @@ __metaclass__ = type
 import inspect
 import json
 import os
+import pwd
+import shutil
 import sys
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.oauthops.toolkit.plugins.module_utils import (
+    _code_trust,
     _django_application_set,
     _django_applications,
     _django_cleanup,
@@ -35,6 +44,25 @@ SIDE_MODULES = (_django_side, _django_applications, _django_application_set, _dj
 # `python -c` puts its working directory, the project, first on sys.path; the shipped package goes
 # before it, so that nothing of that name in the project can stand in for it.
 BOOTSTRAP = "import sys; sys.path.insert(0, %r); from " + SIDE_PACKAGE + "._django_side import main; main()"
+# Run by the module's own interpreter in isolated mode (-I: no PYTHON* variables, no user site, not
+# its working directory on sys.path), so that nothing of the project runs before the privileges are
+# dropped: argv is the uid, then the project's interpreter and its arguments. The environment, stdin
+# and the working directory pass through execve; a failure answers as the Django side would.
+DROP_PRIVILEGES = """
+import json, os, pwd, sys
+user = pwd.getpwuid(int(sys.argv[1]))
+os.initgroups(user.pw_name, user.pw_gid)
+os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+if os.getresuid() != (user.pw_uid,) * 3 or os.getresgid() != (user.pw_gid,) * 3:
+    raise SystemExit("could not become %s" % user.pw_name)
+env = dict(os.environ, HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
+try:
+    os.execve(sys.argv[2], sys.argv[2:], env)
+except OSError as exc:
+    message = "%s cannot start %s (%s)" % (user.pw_name, sys.argv[2], exc.strerror)
+    json.dump({"ok": False, "error": {"kind": "run_as", "message": message}}, sys.stdout)
+"""
 
 
 def django_argument_spec():
@@ -86,6 +114,30 @@ def write_side_package(directory):
     return package
 
 
+def readable_side_package():
+    """The Django side in a fresh directory of root's that the user it runs as can read, not change
+    (the module's own temporary directory is root's alone); None when another user could change the
+    way to it (a TMPDIR of theirs). The caller removes it."""
+    directory = tempfile.mkdtemp(prefix="oauthops-django-side-")
+    package = write_side_package(directory)
+    for path in (directory, package):
+        os.chmod(path, 0o755)
+    for name in os.listdir(package):
+        os.chmod(os.path.join(package, name), 0o644)
+    if not _code_trust.CodeControllers().add_tree(directory):
+        shutil.rmtree(directory)
+        return None
+    return directory
+
+
+class RunAs:
+    """The user the Django side runs as, and why (under root)."""
+
+    def __init__(self, entry, reason):
+        self.entry = entry
+        self.reason = reason
+
+
 class DjangoBridge:
     def __init__(self, module):
         self.module = module
@@ -100,9 +152,10 @@ class DjangoBridge:
             return sys.executable
         if not os.access(python, os.X_OK):
             self.module.fail_json(msg="python interpreter %s does not exist or is not executable" % python)
-        return python
+        # Root checks the interpreter it starts: the one path, whatever the working directory.
+        return os.path.abspath(python) if os.geteuid() == 0 else python
 
-    def environment(self):
+    def environment(self, side_directory, run_as=None):
         extra = dict((str(key), str(value)) for key, value in self.params["environment"].items())
         for name, option in BRIDGE_VARIABLES.items():
             if name in extra and self.params[option] and extra[name] != self.params[option]:
@@ -111,9 +164,11 @@ class DjangoBridge:
                     % (name, extra[name], option, self.params[option])
                 )
         # The shipped package's directory first, then the task's paths, then the host's.
-        paths = [self.module.tmpdir] + list(self.params["pythonpath"])
+        paths = [side_directory] + list(self.params["pythonpath"])
         paths += [extra.pop("PYTHONPATH", ""), os.environ.get("PYTHONPATH", "")]
         env = {"PYTHONPATH": os.pathsep.join(path for path in paths if path), "PYTHONUNBUFFERED": "1"}
+        if run_as:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"  # the shipped package's directory is not its to write
         if self.params["settings"]:
             env["DJANGO_SETTINGS_MODULE"] = self.params["settings"]
         if self.params["virtualenv"]:
@@ -121,13 +176,86 @@ class DjangoBridge:
         env.update(extra)
         return env
 
+    def run_as(self, python):
+        """Under root, who the Django side must run as: None for root itself, when nobody else can
+        change what it would load; else the one user who can (a RunAs). Refuses every other case.
+
+        What it would load: the interpreter, the virtualenv (with what its .pth files add),
+        project_path, pythonpath, what its environment points Python and the loader at (PYTHONPATH of
+        environment and of the host, PYTHONHOME, LD_LIBRARY_PATH, LD_PRELOAD, the user site-packages
+        of HOME outside a virtualenv), env_file and, when only root can change env_file, the
+        PYTHONPATH it sets (never read otherwise)."""
+        controllers = _code_trust.CodeControllers()
+        workdir = os.path.abspath(self.params["project_path"]) if self.params["project_path"] else None
+        trees = [workdir] if workdir else []
+        controllers.add_file(python)
+        environment = dict((str(key), str(value)) for key, value in self.params["environment"].items())
+        child_environment = dict(os.environ, **environment)
+        virtualenv = self.params["virtualenv"] or _code_trust.virtualenv_of(python)
+        if virtualenv:
+            virtualenv = os.path.abspath(virtualenv)
+            if controllers.add_tree(virtualenv):
+                trees += _code_trust.site_paths(virtualenv)
+                if _code_trust.includes_system_site(virtualenv):
+                    trees += _code_trust.user_site_paths(controllers, child_environment)
+        else:
+            trees += _code_trust.user_site_paths(controllers, child_environment)
+        trees += list(self.params["pythonpath"])
+        trees += (environment.get("PYTHONPATH", "") + os.pathsep + os.environ.get("PYTHONPATH", "")).split(os.pathsep)
+        trees += _code_trust.loader_paths(child_environment)
+        env_file = self.params["env_file"]
+        if env_file and (os.path.isabs(env_file) or workdir):
+            env_file = os.path.join(workdir or "/", env_file)
+            if controllers.add_file(env_file):
+                try:
+                    trees += _django_side.read_env_file(env_file).get("PYTHONPATH", "").split(os.pathsep)
+                except _django_side.OperationError:
+                    pass  # the Django side reads it again and says what is wrong with it
+        for tree in trees:
+            # A relative entry is relative to the Django side's working directory: project_path, or
+            # without it a directory of the bridge's own, where nothing else is.
+            if tree and (os.path.isabs(tree) or workdir):
+                controllers.add_tree(os.path.join(workdir or "/", tree))
+        if controllers.shared or len(controllers.users) > 1:
+            reasons = list(controllers.users.values()) + controllers.shared
+            suggested = pwd_name(next(iter(controllers.users), None)) or "the user who should own it"
+            self.module.fail_json(
+                msg="refusing to run the Django side as root: more than one user can change what it would load "
+                "(%s); make one user (or root) the only one who can change the project, its virtualenv, pythonpath "
+                "and env_file, and run the task as that user (become_user: %s)" % ("; ".join(reasons), suggested)
+            )
+        if not controllers.users:
+            return None
+        uid, reason = list(controllers.users.items())[0]
+        try:
+            return RunAs(pwd.getpwuid(uid), reason)
+        except KeyError:
+            self.module.fail_json(
+                msg="refusing to run the Django side as root: %s, and no user has that uid to run it as; give it to "
+                "the project's user (chown) and run the task as that user (become_user)" % reason
+            )
+
     def call(self, op, params):
         """Run `op` on the Django side; return its result or fail the task."""
         project_path = self.params["project_path"]
         if project_path and not os.path.isdir(project_path):
             self.module.fail_json(msg="project_path %s is not a directory" % project_path)
         python = self.interpreter()
-        write_side_package(self.module.tmpdir)
+        is_root = os.geteuid() == 0
+        run_as = self.run_as(python) if is_root else None
+        django_user = run_as.entry.pw_name if run_as else pwd_name(os.geteuid())
+        if run_as:
+            side_directory = readable_side_package()
+            if side_directory is None:
+                self.module.fail_json(
+                    msg="the temporary directory %s is not root's alone: point TMPDIR at a directory only root can "
+                    "change" % tempfile.gettempdir()
+                )
+            command = [sys.executable, "-I", "-c", DROP_PRIVILEGES, str(run_as.entry.pw_uid), python]
+        else:
+            side_directory = self.module.tmpdir
+            write_side_package(side_directory)
+            command = [python]
         request = {
             "op": op,
             "params": params,
@@ -136,12 +264,19 @@ class DjangoBridge:
             "env_file": self.params["env_file"],
             "environment_keys": sorted(str(key) for key in self.params["environment"]),
         }
-        rc, out, err = self.module.run_command(
-            [python, "-c", BOOTSTRAP % self.module.tmpdir],
-            data=json.dumps(request),
-            cwd=project_path or None,
-            environ_update=self.environment(),
-        )
+        try:
+            rc, out, err = self.module.run_command(
+                command + ["-c", BOOTSTRAP % side_directory],
+                data=json.dumps(request),
+                # Under root, without project_path, not the module's working directory (the login user's,
+                # say) but the shipped package's: python -c puts its working directory on sys.path.
+                cwd=project_path or (side_directory if is_root else None),
+                environ_update=self.environment(side_directory, run_as),
+                expand_user_and_vars=False,
+            )
+        finally:
+            if run_as:
+                shutil.rmtree(side_directory, ignore_errors=True)
         try:
             response = json.loads(out)
         except ValueError:
@@ -150,14 +285,28 @@ class DjangoBridge:
                 msg="the Django side did not answer under %s (rc %s): %s" % (python, rc, last_line),
                 stderr=err,
                 rc=rc,
+                django_user=django_user,
             )
         if not response.get("ok"):
             error = response.get("error") or {}
-            details = dict(error_kind=error.get("kind"), field_errors=error.get("fields") or {})
+            details = dict(error_kind=error.get("kind"), field_errors=error.get("fields") or {}, django_user=django_user)
             if error.get("traceback"):
                 details["django_traceback"] = error["traceback"]
-            self.module.fail_json(msg=error.get("message") or "the Django side failed", **details)
+            message = error.get("message") or "the Django side failed"
+            if error.get("kind") == "run_as":
+                message += ": the Django side runs as %s, the only user besides root who can change what it loads (%s)" % (
+                    django_user, run_as.reason)
+            self.module.fail_json(msg=message, **details)
         result = response["result"]
         for warning in result.pop("warnings", []):
             self.module.warn(warning)
+        result["django_user"] = django_user
         return result
+
+
+def pwd_name(uid):
+    """The name of user `uid`, or None."""
+    try:
+        return pwd.getpwuid(uid).pw_name if uid is not None else None
+    except KeyError:
+        return None

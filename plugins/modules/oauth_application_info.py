@@ -201,6 +201,15 @@ query_result:
   returned: when O(query) is given
   type: raw
   sample: [legacy-spa, old-widget]
+django_user:
+  version_added: 0.2.0
+  description:
+    - The user the Django side ran as. Under root it is the one user besides root who can change what the
+      Django side loads (the project, the virtualenv, O(pythonpath), O(env_file)), or V(root) when nobody else
+      can; see the notes. Otherwise it is the user the module runs as.
+  returned: always
+  type: str
+  sample: shop
 """
 
 from ansible_collections.oauthops.toolkit.plugins.module_utils._application_spec import GRANT_TYPES

@@ -264,6 +264,15 @@ msg:
   returned: always
   type: str
   sample: deleted 57041 expired or revoked token rows in 8 batches
+django_user:
+  version_added: 0.2.0
+  description:
+    - The user the Django side ran as. Under root it is the one user besides root who can change what the
+      Django side loads (the project, the virtualenv, O(pythonpath), O(env_file)), or V(root) when nobody else
+      can; see the notes. Otherwise it is the user the module runs as.
+  returned: always
+  type: str
+  sample: shop
 """
 
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (

@@ -13,6 +13,8 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ from cronjobs import (
     start_as_cron,
     token_rows,
 )
-from provisioning import DJANGO_PROJECT
+from provisioning import DJANGO_PROJECT, migrate
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
     "these tests attack the role as it runs in production, as root against an unprivileged user "
@@ -39,6 +41,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
 ))
 
 GID0_USER = "oauthops-gid0-test"
+# A group whose members are the application user and daemon (uid 1): two users who can write what it can.
+PAIR_GROUP = "oauthops-runas-pair"
 
 
 def fingerprint(path):
@@ -358,3 +362,184 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     for column, who in enumerate(("user", "everyone")):
         expected = {path: reasons[column] % subjects[path] for path, reasons in paths.items() if reasons[column]}
         assert {entry["path"]: entry["reason"] for entry in answers[who]} == expected, who
+
+
+# -- the modules under root: whose privileges the project's code runs with ---------------------
+
+# Modules that Django, DOT, oauthlib and requests try to import at start-up and that are not installed in
+# the test virtualenv (a finder on sys.meta_path sees the attempts): the last entry of sys.path that has
+# them wins, so a directory appended there serves them. Each records who ran it, then fails as a missing
+# module does, so that the run goes on as without it.
+PLANTED_MODULES = ("blinker", "bcrypt", "colorama", "pywatchman")
+RECORDER = (
+    "import os as _os\n"
+    "with open(%r, 'a') as _record:\n"
+    "    _record.write('%%s %%d\\n' %% (__name__, _os.geteuid()))\n"
+)
+REFUSAL = (
+    "refusing to run the Django side as root: more than one user can change what it would load (%s); make one user "
+    "(or root) the only one who can change the project, its virtualenv, pythonpath and env_file, and run the task as "
+    "that user (become_user: %s)"
+)
+
+
+@pytest.fixture
+def root_project(scratch):
+    """A copy of the test project that root owns and everyone can read, as a system-wide install."""
+    project = Path(tempfile.mkdtemp(dir=scratch, prefix="project-"))
+    project.chmod(0o755)
+    shutil.copytree(DJANGO_PROJECT, project, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    yield project
+    shutil.rmtree(project)
+
+
+@pytest.fixture(scope="session")
+def pair_group(app_user):
+    try:
+        return grp.getgrnam(PAIR_GROUP)
+    except KeyError:
+        subprocess.run(["groupadd", "--system", "--users", "%s,daemon" % app_user.pw_name, PAIR_GROUP], check=True)
+        return grp.getgrnam(PAIR_GROUP)
+
+
+def chown_tree(path, user):
+    for directory, _dirs, files in os.walk(path):
+        for name in [None] + files:
+            os.lchown(os.path.join(directory, name) if name else directory, user.pw_uid, user.pw_gid)
+
+
+def plant_recorders(user, directory, record):
+    """The user's directory `directory`, with modules named after start-up's optional imports."""
+    owned_by(user, directory)
+    for name in PLANTED_MODULES:
+        source = RECORDER % str(record) + "raise ImportError('%s: planted by the application user')\n" % name
+        subprocess.run(as_user(user, ["tee", str(directory / (name + ".py"))]), input=source, text=True,
+                       stdout=subprocess.DEVNULL, check=True)
+
+
+def who_ran(record):
+    """{(module, euid)} of the planted code that ran."""
+    if not record.exists():
+        return set()
+    return {(line.split()[0], int(line.split()[1])) for line in record.read_text().splitlines()}
+
+
+def run_modules(role_playbook, project, python, db_env, environ=None, **options):
+    """oauth_application_info and oauth_application, as root; their results."""
+    variables = dict(project_path=str(project), project_python=python, db_env=db_env, **options)
+    role_playbook.run("run_as.yml", variables, environ=environ)
+    return json.loads((role_playbook.workdir / "results.json").read_text())
+
+
+def not_owned_by(user, path):
+    return sorted(str(entry) for entry in [Path(path)] + list(Path(path).rglob("*")) if entry.lstat().st_uid != user.pw_uid)
+
+
+@pytest.mark.parametrize("route", ["user-env-file", "root-env-file", "pythonpath", "sudo-home"])
+def test_root_never_imports_what_the_user_planted_on_sys_path(role_playbook, app_user, app_python, scratch,
+                                                              root_project, route):
+    """The audit: a root-owned project and interpreter; the user's directory reaches sys.path through the
+    user's env_file, through root's env_file, through pythonpath, or as the user site-packages of a HOME
+    that sudo kept (an interpreter outside a virtualenv imports them, root or not)."""
+    base = host_root(scratch, "planted")
+    home = owned_by(app_user, base / "home")
+    record = home / "ran.log"
+    subprocess.run(as_user(app_user, ["touch", str(record)]), check=True)
+    db_env = sqlite_database(scratch, app_user)
+    options, environ = {}, None
+    if route == "sudo-home":
+        if (Path(app_python).parent.parent / "pyvenv.cfg").exists():
+            pytest.skip("the user's interpreter is a virtualenv's, which has no user site-packages")
+        user_site = home / ".local" / "lib" / ("python%d.%d" % sys.version_info[:2])
+        subprocess.run(as_user(app_user, ["mkdir", "-p", str(user_site)]), check=True)
+        plant_recorders(app_user, user_site / "site-packages", record)
+        environ = {"HOME": str(home), "ANSIBLE_REMOTE_TMP": str(role_playbook.workdir / "remote-tmp")}
+    else:
+        plant_recorders(app_user, home / "lib", record)
+    if route == "pythonpath":
+        options["extra_pythonpath"] = [str(home / "lib")]
+    elif route != "sudo-home":
+        env_file = home / ".env" if route == "user-env-file" else base / "project.env"
+        env_file.write_text("PYTHONPATH=%s\n" % (home / "lib"))
+        if route == "user-env-file":
+            os.chown(env_file, app_user.pw_uid, app_user.pw_gid)
+            env_file.chmod(0o600)
+        options["env_file"] = str(env_file)
+
+    results = run_modules(role_playbook, root_project, app_python, db_env, environ, **options)
+
+    ran = who_ran(record)
+    # Run as the user, the Django side has the user's own HOME, without planted modules in it.
+    assert {euid for _module, euid in ran} == (set() if route == "sudo-home" else {app_user.pw_uid}), ran
+    for name in ("read", "written"):
+        assert not results[name].get("failed"), results[name].get("msg")
+        assert results[name]["django_user"] == app_user.pw_name
+    assert results["written"]["changed"] is True
+    assert not_owned_by(app_user, Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent) == []
+
+
+@pytest.mark.parametrize("module", ["testproject/settings.py", "testapp/models.py"])
+def test_root_never_runs_project_code_the_user_can_change(role_playbook, app_user, app_python, scratch, root_project,
+                                                          module):
+    """One file of an otherwise root-owned project is the user's: its settings, or a module they import."""
+    record = owned_by(app_user, host_root(scratch, "record") / "record") / "ran.log"
+    target = root_project / module
+    os.chown(target, app_user.pw_uid, app_user.pw_gid)
+    subprocess.run(as_user(app_user, ["tee", "-a", str(target)]), input="\n" + RECORDER % str(record), text=True,
+                   stdout=subprocess.DEVNULL, check=True)
+
+    results = run_modules(role_playbook, root_project, app_python, sqlite_database(scratch, app_user))
+
+    ran = who_ran(record)
+    assert {euid for _module, euid in ran} == {app_user.pw_uid}, ran
+    assert [results[name].get("django_user") for name in ("read", "written")] == [app_user.pw_name] * 2, results
+
+
+@pytest.mark.parametrize("layout", ["two-owners", "group-of-two", "everyone"])
+def test_root_refuses_a_project_that_several_users_can_change(role_playbook, app_user, app_python, scratch,
+                                                              root_project, pair_group, layout):
+    record = host_root(scratch, "record") / "ran.log"
+    with open(root_project / "testproject" / "settings.py", "a") as settings:
+        settings.write("\n" + RECORDER % str(record))
+    testapp = root_project / "testapp"
+    if layout == "two-owners":
+        chown_tree(root_project, app_user)
+        os.chown(root_project / "testproject" / "urls.py", 1, 1)
+        reasons = "%s is owned by %s; %s is owned by daemon" % (
+            root_project, app_user.pw_name, root_project / "testproject" / "urls.py")
+        suggested = app_user.pw_name
+    elif layout == "group-of-two":
+        os.chown(testapp, 0, pair_group.gr_gid)
+        testapp.chmod(0o775)
+        reasons = "%s is writable by its group %s, whose members are daemon, %s" % (testapp, PAIR_GROUP, app_user.pw_name)
+        suggested = "the user who should own it"
+    else:
+        testapp.chmod(0o1757)  # sticky or not: anyone can add a module to it
+        reasons = "%s is writable by everyone" % testapp
+        suggested = "the user who should own it"
+
+    results = run_modules(role_playbook, root_project, app_python, sqlite_database(scratch, app_user))
+
+    assert not record.exists(), "the project's code ran"
+    for name in ("read", "written"):
+        assert results[name]["failed"] is True
+        assert results[name]["msg"] == REFUSAL % (reasons, suggested)
+
+
+def test_a_root_run_on_the_user_s_sqlite_project_leaves_nothing_of_root_s(role_playbook, app_user, app_python,
+                                                                          root_project):
+    """SQLite beside the code: whatever root left (journals, __pycache__) would lock the user's own runs out."""
+    db_env = {"OAUTHOPS_TEST_DB": "sqlite", "OAUTHOPS_TEST_DB_NAME": str(root_project / "db.sqlite3")}
+    migrate(db_env)
+    chown_tree(root_project, app_user)
+
+    results = run_modules(role_playbook, root_project, app_python, db_env)
+
+    assert not_owned_by(app_user, root_project) == []
+    assert [results[name].get("django_user") for name in ("read", "written")] == [app_user.pw_name] * 2, results
+    assert results["written"]["changed"] is True
+    seeded = subprocess.run(
+        as_user(app_user, [app_python, "manage.py", "oauthops_seed_tokens", "after-root"]),
+        cwd=root_project, env=dict(os.environ, **db_env), capture_output=True, text=True, check=False,
+    )
+    assert seeded.returncode == 0, seeded.stderr
