@@ -68,8 +68,18 @@ class DjangoModule(AnsibleModule):
     """
 
     def _log_invocation(self):
+        self._forget_blank_no_log_values()
         self.no_log_values.update(_django_side.secret_values(self.params.get("environment") or {}))
         super(DjangoModule, self)._log_invocation()
+
+    def _return_formatted(self, kwargs):
+        self._forget_blank_no_log_values()
+        super(DjangoModule, self)._return_formatted(kwargs)
+
+    def _forget_blank_no_log_values(self):
+        """A client_secret of whitespace is refused, not kept: as a no_log value, Ansible would mask every
+        space or line break of the refusal and of everything else the module prints."""
+        self.no_log_values = set(value for value in self.no_log_values if value.strip())
 
 
 def write_side_package(directory):
