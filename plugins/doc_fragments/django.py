@@ -48,9 +48,15 @@ options:
       - Values are shown like any option's and never masked, so that an ordinary value such as V(0) cannot
         garble what the module returns.
       - Secrets are the exception, masked wherever they could appear (the task's result, its module arguments,
-        error messages relayed from Django or the database driver). A secret is the value of a variable whose
-        name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN), C(KEY), C(CREDENTIAL) or C(DSN) (in any case),
-        or a URL that carries a password (the whole URL, the password, and its pieces of 4 characters or more).
+        error messages relayed from Django or the database driver).
+      - A secret is the value of a variable whose name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN),
+        C(KEY), C(CREDENTIAL) or C(DSN) in any case, anywhere (C(PGPASSWORD), C(DJANGO_SECRET_KEY)), or has
+        C(PASS) or C(PWD) as one of its words, split at C(_), digits, other punctuation and camelCase humps
+        (C(DB_PASS), C(MYSQL_PWD), C(dbPass); not C(PASSPORT_ID), C(COMPASS_URL), C(PGPASSFILE), nor the shell's
+        C(PWD)). A URL that carries a password is secret under any name, in its user part
+        (C(postgres://user:pw@host/db)) or in a query parameter whose name is secret by the same rule
+        (C(?password=), C(?sslpassword=)). Of a URL, the whole URL, the password and its pieces of 4 characters
+        or more are masked.
       - Values reach the Django side in its environment, never on a command line.
       - E(PYTHONPATH) is added after the module's own paths and O(pythonpath); E(DJANGO_SETTINGS_MODULE) and
         E(VIRTUAL_ENV) must agree with O(settings) and O(virtualenv) when those are given.

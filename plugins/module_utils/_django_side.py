@@ -41,11 +41,25 @@ OPERATIONS = {
 }
 
 
-# An environment variable whose name holds one of these words carries a secret.
+# The one rule of what an environment variable holds that is secret, for the modules (whose arguments
+# show these values masked) and the scheduled job (which scrubs them from its lines). A name is secret
+# when it contains one of these, in any case and anywhere (PGPASSWORD, APIKEY, DJANGO_SECRET_KEY):
 SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "DSN")
+# ...or when one of its words is one of these. Words are its runs of letters, split at '_', digits,
+# other punctuation and camelCase humps (MYSQL_PWD, DB_PASS, REDIS_PASS2, dbPass): as substrings these
+# would also mark PASSPORT_ID, COMPASS_URL, BYPASS_CACHE, PGPASSFILE (a path) or OLDPWD.
+SECRET_NAME_PARTS = ("PASS", "PWD")
+# Variables whose names match but that hold no secret: PWD is the shell's working directory (as a URL
+# parameter, ODBC's and MySQL's PWD is a password).
+NOT_SECRET_VARIABLES = ("PWD",)
+NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]+|[a-z]+")
 # scheme://user:password@host...: the password is everything between the first ':' after the
 # scheme and the last '@' (an unencoded '/' or '@' in it is what confuses URL parsers).
 URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]*$", re.DOTALL)
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://", re.DOTALL)
+# A URL's query parameters (?password=..., &sslpassword=...): a parameter whose name is secret by the
+# rule above holds a secret, as libpq's password and sslpassword do.
+URL_PARAMETER = re.compile(r"[?&](?P<name>[^=&#?]*)=(?P<value>[^&#]*)")
 # Pieces of a URL's password shorter than this are not masked on their own: masking every '42' of
 # every message would garble ordinary output more than two characters of a password reveal.
 SHORTEST_MASKED_PIECE = 4
@@ -53,19 +67,47 @@ MASK = "********"
 ENV_FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def is_secret_name(name) -> bool:
+    """Whether a URL parameter, or a variable (see is_secret), of this name holds a secret."""
+    name = str(name)
+    if any(word in name.upper() for word in SECRET_NAME_WORDS):
+        return True
+    return any(word.upper() in SECRET_NAME_PARTS for word in NAME_WORDS.findall(name))
+
+
+def url_passwords(value: str) -> list:
+    """The passwords a URL carries: in its userinfo, and in query parameters whose names are secret."""
+    if not URL.match(value):
+        return []
+    found = []
+    match = URL_WITH_PASSWORD.match(value)
+    if match:
+        found.append(match.group("password"))
+    found.extend(
+        parameter.group("value")
+        for parameter in URL_PARAMETER.finditer(value)
+        if parameter.group("value") and is_secret_name(unquote(parameter.group("name")))
+    )
+    return found
+
+
+def is_secret(name, value) -> bool:
+    """Whether the variable `name` set to `value` holds a secret: a secret name, or a URL with a password."""
+    value = str(value)
+    by_name = is_secret_name(name) and str(name).upper() not in NOT_SECRET_VARIABLES
+    return bool(value) and (by_name or bool(url_passwords(value)))
+
+
 def secret_values(environment: dict) -> list:
     """The values of `environment` that are secret, and the pieces of them an error may quote."""
     found = set()
     for name, value in environment.items():
         value = str(value)
-        if not value:
+        if not is_secret(name, value):
             continue
-        if any(word in str(name).upper() for word in SECRET_NAME_WORDS):
-            found.add(value)
-        match = URL_WITH_PASSWORD.match(value)
-        if match:
-            password = match.group("password")
-            found.update((value, password, unquote(password)))
+        found.add(value)
+        for password in url_passwords(value):
+            found.update((password, unquote(password)))
             found.update(piece for piece in re.split(r"[/?#@:]", password) if len(piece) >= SHORTEST_MASKED_PIECE)
     return sorted(found, key=len, reverse=True)
 

@@ -30,6 +30,23 @@ def read_env_file(path):
         ("API_KEY", "k", True),
         ("AWS_CREDENTIALS", "c", True),
         ("SENTRY_DSN", "https://key@sentry.example/1", True),
+        ("PGPASSWORD", "hunter22", True),
+        ("SECRETKEY", "abc", True),
+        # PASS and PWD as words of the name, not as substrings.
+        ("MYSQL_PWD", "hunter22", True),
+        ("DB_PASS", "hunter22", True),
+        ("REDIS_PASS2", "hunter22", True),
+        ("smtp-pass", "hunter22", True),
+        ("dbPass", "hunter22", True),
+        ("DBPass", "hunter22", True),
+        ("PASS", "hunter22", True),
+        ("PASSPORT_NUMBER", "X1234567", False),
+        ("COMPASS_URL", "https://compass.example", False),
+        ("BYPASS_CACHE", "1", False),
+        ("PASSENGER_APP_ENV", "production", False),
+        ("PGPASSFILE", "/srv/shop/.pgpass", False),
+        ("OLDPWD", "/srv", False),
+        ("PWD", "/srv/shop", False),  # the shell's working directory
         ("DJANGO_DEBUG", "0", False),
         ("PORT", "10000", False),
         ("DB_ENGINE", "sqlite", False),
@@ -38,6 +55,54 @@ def read_env_file(path):
 )
 def test_secret_by_name(name, value, secret):
     assert (value in secret_values({name: value})) is secret
+    assert side().is_secret(name, value) is secret
+
+
+@pytest.mark.parametrize(
+    ("url", "passwords"),
+    [
+        ("postgres://shop@db.example/shop?password=s3cr3t-Pw", ["s3cr3t-Pw"]),
+        ("postgres://shop@db.example/shop?sslmode=verify-full&sslpassword=k3y-Pass", ["k3y-Pass"]),
+        ("postgresql://db.example/shop?user=shop&password=p%40ss-w0rd#frag", ["p%40ss-w0rd", "p@ss-w0rd"]),
+        ("mysql://shop@db.example/shop?pwd=hunter22&charset=utf8", ["hunter22"]),
+        ("redis://cache.example/0?token=tok-123456", ["tok-123456"]),
+        ("postgres://shop:userinfo-Pw@db.example/shop?password=query-Pw", ["userinfo-Pw", "query-Pw"]),
+    ],
+)
+def test_a_url_with_a_password_query_parameter_is_secret_whatever_its_name(url, passwords):
+    found = secret_values({"DATABASE_URL": url})
+    assert set([url] + passwords) <= set(found)
+    assert side().is_secret("DATABASE_URL", url)
+    assert side().scrub("could not connect to %s" % url, found) == "could not connect to %s" % side().MASK
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://shop@db.example/shop?sslmode=require&passfile=/srv/shop/.pgpass",
+        "postgres://shop@db.example/shop?password=",
+        "https://example.com/login?next=/account&compass=north",
+        "not a url ?password=no",
+    ],
+)
+def test_urls_without_a_password_are_ordinary(url):
+    assert secret_values({"HOME_URL": url}) == []
+    assert not side().is_secret("HOME_URL", url)
+
+
+def test_the_cron_job_scrubs_by_the_same_rule(tmp_path):
+    """_django_cli reads --env-json and --env-file and scrubs their secrets as the modules mask them."""
+    import argparse
+    import json
+
+    cli = importlib.import_module("oauthops_django_side._django_cli")
+    env_json = tmp_path / "environment.json"
+    env_json.write_text(json.dumps({"DB_PASS": "json-pass-value", "REFRESH_TOKEN_GRACE_SECONDS": "0", "PORT": "5432"}))
+    env_file = tmp_path / "project.env"
+    env_file.write_text("MYSQL_PWD=file-pwd-value\nDATABASE_URL=postgres://u@h/db?password=url-pass-value\n")
+    found = cli.known_secrets(argparse.Namespace(env_json=str(env_json), env_file=str(env_file)))
+    assert {"json-pass-value", "file-pwd-value", "url-pass-value"} <= set(found)
+    assert "5432" not in found
 
 
 def test_a_url_with_a_password_is_secret_whatever_its_name():
