@@ -45,10 +45,12 @@ options:
     description:
       - Extra environment variables for the Django side, for example C(DJANGO_DEBUG) or a C(DATABASE_URL) that the
         settings read. They win over O(env_file).
-      - Values are shown like any option's and never masked, so that an ordinary value such as V(0) cannot
-        garble what the module returns.
-      - Secrets are the exception, masked wherever they could appear (the task's result, its module arguments,
-        error messages relayed from Django or the database driver).
+      - Values are shown like any option's, and no value ever alters what the module returns; counts, booleans
+        and messages are the same whatever the variables are named or hold.
+      - Secret values (see below) are masked where the module's arguments are shown (the invocation line logged
+        to syslog or the journal, and C(invocation.module_args) at C(-vvv)), and scrubbed from error
+        messages relayed from Django, the settings or the database driver. Unlike C(no_log), the rest of the
+        result is left as it is, so that a secret-named V(1) or V(true) cannot garble a count or a boolean.
       - A secret is the value of a variable whose name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN),
         C(KEY), C(CREDENTIAL) or C(DSN) in any case, anywhere (C(PGPASSWORD), C(DJANGO_SECRET_KEY)), or has
         C(PASS) or C(PWD) as one of its words, split at C(_), digits, other punctuation and camelCase humps
