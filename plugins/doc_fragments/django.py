@@ -74,6 +74,9 @@ options:
       - Blank lines and lines starting with C(#) or C(;) are skipped, an C(export) prefix is allowed, and a value
         in matching quotes loses them. O(environment) wins over the file for a variable both set; a
         E(PYTHONPATH) of the file is added to C(sys.path).
+      - Only a regular file of at most 1 MiB is read (a link to one is fine). Anything else fails the task before
+        the settings load, in one line such as C(env_file /dev/zero is not a regular file) or
+        C(env_file /srv/app/.env is larger than 1 MiB).
       - It must be readable by the user the module runs as (see C(become_user)).
     type: path
 attributes:

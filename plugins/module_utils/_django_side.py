@@ -28,6 +28,7 @@ import importlib
 import json
 import os
 import re
+import stat
 import sys
 import traceback
 from urllib.parse import unquote
@@ -65,6 +66,8 @@ URL_PARAMETER = re.compile(r"[?&](?P<name>[^=&#?]*)=(?P<value>[^&#]*)")
 SHORTEST_MASKED_PIECE = 4
 MASK = "********"
 ENV_FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An environment file holds a few lines; what is larger is not one (a log, a dump, a wrong path).
+ENV_FILE_MAX_BYTES = 1024 * 1024
 
 
 def is_secret_name(name) -> bool:
@@ -122,19 +125,49 @@ def scrub(text, secrets: list):
     return text
 
 
+def read_small_file(path: str, label: str, kind: str) -> str:
+    """The UTF-8 text of the regular file `path` of at most ENV_FILE_MAX_BYTES; `label` names it in errors.
+
+    A wrong path must fail, not hang or fill memory: /dev/zero never ends, a FIFO blocks its reader,
+    and opening some devices has effects. So a path that is not a regular file is refused before it is
+    opened, what was opened is checked again (fstat), so that a swap in between gains nothing, and the
+    read stops one byte past the limit. Links are followed (/srv/app/.env -> shared/.env is common):
+    what must be regular is the file read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OperationError(kind, "%s %s is not a regular file" % (label, path))
+        fd = os.open(path, flags)
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise OperationError(kind, "%s %s is not a regular file" % (label, path))
+            data = b""
+            while opened.st_size <= ENV_FILE_MAX_BYTES and len(data) <= ENV_FILE_MAX_BYTES:
+                chunk = os.read(fd, ENV_FILE_MAX_BYTES + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OperationError(kind, "cannot read %s %s (%s)" % (label, path, exc.strerror))
+    if opened.st_size > ENV_FILE_MAX_BYTES or len(data) > ENV_FILE_MAX_BYTES:
+        raise OperationError(kind, "%s %s is larger than 1 MiB" % (label, path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OperationError(kind, "%s %s is not UTF-8 text" % (label, path))
+
+
 def read_env_file(path: str) -> dict:
     """A KEY=value file as docker's env_file and systemd's EnvironmentFile hold them.
 
     Blank lines and lines starting with # or ; are skipped, an `export ` prefix is allowed, and a
     value wrapped in matching single or double quotes loses them. Errors name the line, never its text.
     """
-    try:
-        with open(path, encoding="utf-8") as env_file:
-            lines = env_file.read().splitlines()
-    except OSError as exc:
-        raise OperationError("env_file", "cannot read env_file %s (%s)" % (path, exc.strerror))
-    except UnicodeDecodeError:
-        raise OperationError("env_file", "env_file %s is not UTF-8 text" % path)
+    lines = read_small_file(path, "env_file", "env_file").splitlines()
     variables = {}
     for number, line in enumerate(lines, 1):
         line = line.strip()

@@ -39,10 +39,12 @@ def test_ordinary_values_stay_ordinary_and_secrets_secret(playbook):
     extra_path.mkdir()
     (extra_path / "extra_settings.py").write_text("from testproject.settings import *  # noqa\n")
 
+    big_env_file = playbook.workdir / "big.env"
+    big_env_file.write_text(("PADDING=%s\n" % ("x" * 1000)) * 1100)
     output = playbook.run(
         "environment.yml",
         {"env_file": str(env_file), "extra_path": str(extra_path), "canary_token": canary_token,
-         "broken_url": broken_url},
+         "broken_url": broken_url, "big_env_file": str(big_env_file)},
         "-vvv", "--diff",
         # Results carry the module's arguments (ansible-core 2.19+ leaves them out by default).
         environ={"ANSIBLE_INJECT_INVOCATION": "true"},
