@@ -45,12 +45,20 @@ options:
     description:
       - Extra environment variables for the Django side, for example C(DJANGO_DEBUG) or a C(DATABASE_URL) that the
         settings read. They win over O(env_file).
-      - Values are shown like any option's and never masked, so that an ordinary value such as V(0) cannot
-        garble what the module returns.
-      - Secrets are the exception, masked wherever they could appear (the task's result, its module arguments,
-        error messages relayed from Django or the database driver). A secret is the value of a variable whose
-        name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN), C(KEY), C(CREDENTIAL) or C(DSN) (in any case),
-        or a URL that carries a password (the whole URL, the password, and its pieces of 4 characters or more).
+      - Values are shown like any option's, and no value ever alters what the module returns; counts, booleans
+        and messages are the same whatever the variables are named or hold.
+      - Secret values (see below) are masked where the module's arguments are shown (the invocation line logged
+        to syslog or the journal, and C(invocation.module_args) at C(-vvv)), and scrubbed from error
+        messages relayed from Django, the settings or the database driver. Unlike C(no_log), the rest of the
+        result is left as it is, so that a secret-named V(1) or V(true) cannot garble a count or a boolean.
+      - A secret is the value of a variable whose name contains C(PASSWORD), C(PASSWD), C(SECRET), C(TOKEN),
+        C(KEY), C(CREDENTIAL) or C(DSN) in any case, anywhere (C(PGPASSWORD), C(DJANGO_SECRET_KEY)), or has
+        C(PASS) or C(PWD) as one of its words, split at C(_), digits, other punctuation and camelCase humps
+        (C(DB_PASS), C(MYSQL_PWD), C(dbPass); not C(PASSPORT_ID), C(COMPASS_URL), C(PGPASSFILE), nor the shell's
+        C(PWD)). A URL that carries a password is secret under any name, in its user part
+        (C(postgres://user:pw@host/db)) or in a query parameter whose name is secret by the same rule
+        (C(?password=), C(?sslpassword=)). Of a URL, the whole URL, the password and its pieces of 4 characters
+        or more are masked.
       - Values reach the Django side in its environment, never on a command line.
       - E(PYTHONPATH) is added after the module's own paths and O(pythonpath); E(DJANGO_SETTINGS_MODULE) and
         E(VIRTUAL_ENV) must agree with O(settings) and O(virtualenv) when those are given.
@@ -66,6 +74,9 @@ options:
       - Blank lines and lines starting with C(#) or C(;) are skipped, an C(export) prefix is allowed, and a value
         in matching quotes loses them. O(environment) wins over the file for a variable both set; a
         E(PYTHONPATH) of the file is added to C(sys.path).
+      - Only a regular file of at most 1 MiB is read (a link to one is fine). Anything else fails the task before
+        the settings load, in one line such as C(env_file /dev/zero is not a regular file) or
+        C(env_file /srv/app/.env is larger than 1 MiB).
       - It must be readable by the user the Django side runs as (see C(become_user), and the notes for a module
         run as root). Under root, a file another user can change is never read as root.
     type: path

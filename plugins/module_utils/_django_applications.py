@@ -192,14 +192,24 @@ def _resolve_user(value, lookup: str, database: str):
 def _refuse_unsafe_input(spec: dict) -> None:
     """Refuse values that DOT would store as something weaker than the task says.
 
-    An empty secret usually comes from a lookup that found nothing, and DOT accepts it; list
-    items are stored space-separated, so one item holding whitespace would allow every part of it.
+    An empty or blank secret usually comes from a lookup that found nothing (a folded `>` block
+    around one gives "\n"), and DOT accepts it and issues tokens for it. Whitespace around a secret
+    is almost always a templating slip too: a client would have to send it to authenticate. The
+    messages never quote the secret. List items are stored space-separated, so one item holding
+    whitespace would allow every part of it.
     """
     problems = {}
-    if spec.get("client_secret") == "":
+    secret = spec.get("client_secret")
+    if secret is not None and not secret.strip():
         problems["client_secret"] = [
-            "must not be empty (often a lookup that found nothing); leave it out to keep the stored secret "
-            "(a new application gets one from DOT), or set regenerate_secret to have DOT generate a new one"
+            "must not be empty or only whitespace (often a lookup that found nothing); leave it out to keep the "
+            "stored secret (a new application gets one from DOT), or set regenerate_secret to have DOT generate a "
+            "new one"
+        ]
+    elif secret is not None and secret != secret.strip():
+        problems["client_secret"] = [
+            "has leading or trailing whitespace, which every client would have to send too (often a templating "
+            "slip, such as the line break a `>` block adds); remove it, for example with `| trim`"
         ]
     for name in LIST_FIELDS:
         for position, item in enumerate(spec.get(name) or [], 1):

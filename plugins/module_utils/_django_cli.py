@@ -45,6 +45,7 @@ from ._django_side import (
     database_error_message,
     handle,
     read_env_file,
+    read_small_file,
     require_migrated,
     scrub,
     secret_values,
@@ -100,10 +101,7 @@ def known_secrets(args: argparse.Namespace) -> list:
 
 def load_environment(path: str) -> dict:
     try:
-        with open(path) as env_file:
-            variables = json.load(env_file)
-    except OSError as exc:
-        raise OperationError("environment", "cannot read the environment file %s (%s)" % (path, exc.strerror))
+        variables = json.loads(read_small_file(path, "the environment file", "environment"))
     except ValueError as exc:
         raise OperationError("environment", "the environment file %s is not JSON: %s" % (path, exc))
     if not isinstance(variables, dict):

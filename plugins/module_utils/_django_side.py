@@ -28,6 +28,7 @@ import importlib
 import json
 import os
 import re
+import stat
 import sys
 import traceback
 from urllib.parse import unquote
@@ -41,16 +42,63 @@ OPERATIONS = {
 }
 
 
-# An environment variable whose name holds one of these words carries a secret.
+# The one rule of what an environment variable holds that is secret, for the modules (whose arguments
+# show these values masked) and the scheduled job (which scrubs them from its lines). A name is secret
+# when it contains one of these, in any case and anywhere (PGPASSWORD, APIKEY, DJANGO_SECRET_KEY):
 SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "DSN")
+# ...or when one of its words is one of these. Words are its runs of letters, split at '_', digits,
+# other punctuation and camelCase humps (MYSQL_PWD, DB_PASS, REDIS_PASS2, dbPass): as substrings these
+# would also mark PASSPORT_ID, COMPASS_URL, BYPASS_CACHE, PGPASSFILE (a path) or OLDPWD.
+SECRET_NAME_PARTS = ("PASS", "PWD")
+# Variables whose names match but that hold no secret: PWD is the shell's working directory (as a URL
+# parameter, ODBC's and MySQL's PWD is a password).
+NOT_SECRET_VARIABLES = ("PWD",)
+NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]+|[a-z]+")
 # scheme://user:password@host...: the password is everything between the first ':' after the
 # scheme and the last '@' (an unencoded '/' or '@' in it is what confuses URL parsers).
 URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]*$", re.DOTALL)
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://", re.DOTALL)
+# A URL's query parameters (?password=..., &sslpassword=...): a parameter whose name is secret by the
+# rule above holds a secret, as libpq's password and sslpassword do.
+URL_PARAMETER = re.compile(r"[?&](?P<name>[^=&#?]*)=(?P<value>[^&#]*)")
 # Pieces of a URL's password shorter than this are not masked on their own: masking every '42' of
 # every message would garble ordinary output more than two characters of a password reveal.
 SHORTEST_MASKED_PIECE = 4
 MASK = "********"
 ENV_FILE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An environment file holds a few lines; what is larger is not one (a log, a dump, a wrong path).
+ENV_FILE_MAX_BYTES = 1024 * 1024
+
+
+def is_secret_name(name) -> bool:
+    """Whether a URL parameter, or a variable (see is_secret), of this name holds a secret."""
+    name = str(name)
+    if any(word in name.upper() for word in SECRET_NAME_WORDS):
+        return True
+    return any(word.upper() in SECRET_NAME_PARTS for word in NAME_WORDS.findall(name))
+
+
+def url_passwords(value: str) -> list:
+    """The passwords a URL carries: in its userinfo, and in query parameters whose names are secret."""
+    if not URL.match(value):
+        return []
+    found = []
+    match = URL_WITH_PASSWORD.match(value)
+    if match:
+        found.append(match.group("password"))
+    found.extend(
+        parameter.group("value")
+        for parameter in URL_PARAMETER.finditer(value)
+        if parameter.group("value") and is_secret_name(unquote(parameter.group("name")))
+    )
+    return found
+
+
+def is_secret(name, value) -> bool:
+    """Whether the variable `name` set to `value` holds a secret: a secret name, or a URL with a password."""
+    value = str(value)
+    by_name = is_secret_name(name) and str(name).upper() not in NOT_SECRET_VARIABLES
+    return bool(value) and (by_name or bool(url_passwords(value)))
 
 
 def secret_values(environment: dict) -> list:
@@ -58,14 +106,11 @@ def secret_values(environment: dict) -> list:
     found = set()
     for name, value in environment.items():
         value = str(value)
-        if not value:
+        if not is_secret(name, value):
             continue
-        if any(word in str(name).upper() for word in SECRET_NAME_WORDS):
-            found.add(value)
-        match = URL_WITH_PASSWORD.match(value)
-        if match:
-            password = match.group("password")
-            found.update((value, password, unquote(password)))
+        found.add(value)
+        for password in url_passwords(value):
+            found.update((password, unquote(password)))
             found.update(piece for piece in re.split(r"[/?#@:]", password) if len(piece) >= SHORTEST_MASKED_PIECE)
     return sorted(found, key=len, reverse=True)
 
@@ -80,19 +125,49 @@ def scrub(text, secrets: list):
     return text
 
 
+def read_small_file(path: str, label: str, kind: str) -> str:
+    """The UTF-8 text of the regular file `path` of at most ENV_FILE_MAX_BYTES; `label` names it in errors.
+
+    A wrong path must fail, not hang or fill memory: /dev/zero never ends, a FIFO blocks its reader,
+    and opening some devices has effects. So a path that is not a regular file is refused before it is
+    opened, what was opened is checked again (fstat), so that a swap in between gains nothing, and the
+    read stops one byte past the limit. Links are followed (/srv/app/.env -> shared/.env is common):
+    what must be regular is the file read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OperationError(kind, "%s %s is not a regular file" % (label, path))
+        fd = os.open(path, flags)
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise OperationError(kind, "%s %s is not a regular file" % (label, path))
+            data = b""
+            while opened.st_size <= ENV_FILE_MAX_BYTES and len(data) <= ENV_FILE_MAX_BYTES:
+                chunk = os.read(fd, ENV_FILE_MAX_BYTES + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OperationError(kind, "cannot read %s %s (%s)" % (label, path, exc.strerror))
+    if opened.st_size > ENV_FILE_MAX_BYTES or len(data) > ENV_FILE_MAX_BYTES:
+        raise OperationError(kind, "%s %s is larger than 1 MiB" % (label, path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OperationError(kind, "%s %s is not UTF-8 text" % (label, path))
+
+
 def read_env_file(path: str) -> dict:
     """A KEY=value file as docker's env_file and systemd's EnvironmentFile hold them.
 
     Blank lines and lines starting with # or ; are skipped, an `export ` prefix is allowed, and a
     value wrapped in matching single or double quotes loses them. Errors name the line, never its text.
     """
-    try:
-        with open(path, encoding="utf-8") as env_file:
-            lines = env_file.read().splitlines()
-    except OSError as exc:
-        raise OperationError("env_file", "cannot read env_file %s (%s)" % (path, exc.strerror))
-    except UnicodeDecodeError:
-        raise OperationError("env_file", "env_file %s is not UTF-8 text" % path)
+    lines = read_small_file(path, "env_file", "env_file").splitlines()
     variables = {}
     for number, line in enumerate(lines, 1):
         line = line.strip()

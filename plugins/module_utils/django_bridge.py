@@ -75,7 +75,7 @@ def django_argument_spec():
         pythonpath=dict(type="list", elements="path", default=[]),
         database=dict(type="str", default="default"),
         # Not no_log: Ansible would mask every occurrence of every value in every result (a "0" turns
-        # every count into a mask). DjangoModule masks the secret values alone.
+        # every count into a mask). DjangoModule masks the secret values where the arguments are printed.
         environment=dict(type="dict", default={}, no_log=False),
         env_file=dict(type="path"),
     )
@@ -88,16 +88,60 @@ DJANGO_MUTUALLY_EXCLUSIVE = [("virtualenv", "python")]
 BRIDGE_VARIABLES = {"DJANGO_SETTINGS_MODULE": "settings", "VIRTUAL_ENV": "virtualenv"}
 
 
-class DjangoModule(AnsibleModule):
-    """AnsibleModule that masks the secret values of the `environment` option, and only those.
+# How Ansible shows a no_log value in module arguments; the environment's secrets look the same.
+MASKED_VALUE = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
-    no_log on the option would mask every value everywhere; here the values under secret names
-    (and URLs' passwords) join no_log_values before the module logs its invocation.
+
+def shown_params(params):
+    """The module's arguments as they are printed: the secret values of `environment` masked."""
+    environment = params.get("environment")
+    if not isinstance(environment, dict):
+        return params
+    shown = dict(params)
+    shown["environment"] = dict(
+        (name, MASKED_VALUE if _django_side.is_secret(name, value) else value) for name, value in environment.items()
+    )
+    return shown
+
+
+class DjangoModule(AnsibleModule):
+    """AnsibleModule that masks the secret values of the `environment` option where its arguments are printed.
+
+    Neither no_log on the option nor its secret values in no_log_values: Ansible would then mask every
+    occurrence of them in all the module returns, and a TOKEN_LIMIT of "1" turns every count holding a 1
+    into a mask. The arguments are printed in two places, both masked here: the invocation line logged
+    to the journal or syslog, and `invocation.module_args` (shown at -vvv). Failure text relayed from the
+    Django side's process (msg, stderr) is scrubbed of the secrets, as the Django side scrubs its own.
     """
 
     def _log_invocation(self):
-        self.no_log_values.update(_django_side.secret_values(self.params.get("environment") or {}))
-        super(DjangoModule, self)._log_invocation()
+        self._forget_blank_no_log_values()
+        params = self.params
+        self.params = shown_params(params)
+        try:
+            super(DjangoModule, self)._log_invocation()
+        finally:
+            self.params = params
+
+    def _return_formatted(self, kwargs):
+        self._forget_blank_no_log_values()
+        # ansible-core 2.18 returns the invocation always, 2.19 and later when the controller asks for it;
+        # both keep an invocation the module gives.
+        kwargs.setdefault("invocation", {"module_args": shown_params(getattr(self, "params", None) or {})})
+        super(DjangoModule, self)._return_formatted(kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        environment = (getattr(self, "params", None) or {}).get("environment")
+        secrets = _django_side.secret_values(environment) if isinstance(environment, dict) else []
+        msg = _django_side.scrub(msg, secrets)
+        if "stderr" in kwargs:
+            kwargs["stderr"] = _django_side.scrub(kwargs["stderr"], secrets)
+        super(DjangoModule, self).fail_json(msg=msg, **kwargs)
+
+    def _forget_blank_no_log_values(self):
+        """A client_secret of whitespace is refused, not kept: as a no_log value, Ansible would mask every
+        space or line break of the refusal and of everything else the module prints."""
+        self.no_log_values = set(value for value in self.no_log_values if value.strip())
 
 
 def write_side_package(directory):

@@ -132,9 +132,11 @@ options:
         verifies the declared secret against the stored hash with Django's C(check_password()) instead of
         comparing values.
       - A value that already is a Django password hash is stored as given.
-      - An empty string is refused (it usually comes from a lookup or a C(default('')) that found nothing, and DOT
-        would accept it as the secret). Leave the option out to keep the stored secret, or use
-        O(regenerate_secret) for a new one.
+      - An empty string, or one of whitespace only, is refused (it usually comes from a lookup or a C(default(''))
+        that found nothing, and DOT would accept it as the secret). Leave the option out to keep the stored
+        secret, or use O(regenerate_secret) for a new one.
+      - A secret with leading or trailing whitespace is refused too (a templating slip, such as the line break a
+        C(>) block adds, which every client would have to send too); remove it, for example with C(| trim).
       - Public clients have a secret too (DOT generates one as for confidential clients and checks it whenever a
         client presents one), and the module treats it the same way.
     type: str

@@ -8,6 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from secret_leaks import check_masking
+
 # A password with an unencoded '/': URL parsers read a piece of it as the port.
 BROKEN_PASSWORD = "Pw7Kq2Lm/Zx9Rt4V"
 
@@ -35,10 +39,12 @@ def test_ordinary_values_stay_ordinary_and_secrets_secret(playbook):
     extra_path.mkdir()
     (extra_path / "extra_settings.py").write_text("from testproject.settings import *  # noqa\n")
 
+    big_env_file = playbook.workdir / "big.env"
+    big_env_file.write_text(("PADDING=%s\n" % ("x" * 1000)) * 1100)
     output = playbook.run(
         "environment.yml",
         {"env_file": str(env_file), "extra_path": str(extra_path), "canary_token": canary_token,
-         "broken_url": broken_url},
+         "broken_url": broken_url, "big_env_file": str(big_env_file)},
         "-vvv", "--diff",
         # Results carry the module's arguments (ansible-core 2.19+ leaves them out by default).
         environ={"ANSIBLE_INJECT_INVOCATION": "true"},
@@ -78,3 +84,12 @@ def test_secrets_never_reach_the_process_list(playbook):
     assert process.returncode == 0, output
     assert seen_django_side, "the Django side ran too briefly to be seen"
     assert leaks == []
+
+
+# Backend-independent: what is masked does not depend on the database, so this runs on SQLite alone.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_masking_never_changes_a_result_and_secrets_reach_neither_output_nor_syslog(playbook):
+    """Secret-named plain values (TOKEN_LIMIT=1, DJANGO_SECRET_KEY=true, ...) leave every count, boolean and
+    message as it is without them; DB_PASS, MYSQL_PWD and a URL's ?password= appear neither at -vvv nor in
+    the target's syslog."""
+    check_masking(playbook)

@@ -74,6 +74,12 @@ def test_validation_failures_name_the_field(playbook):
     playbook.run("validation.yml")
 
 
+def test_blank_or_padded_secrets_are_refused_and_change_nothing(playbook):
+    playbook.run("blank_secrets.yml")
+    stored = stored_client_secrets(playbook.django_env(), playbook.prefix)
+    assert list(stored) == [playbook.prefix + "-web"], "a refused application was created"
+
+
 def test_user_by_username_and_primary_key(playbook):
     playbook.run("users.yml", {"username_field": "username", "owner": playbook.prefix + "-bob"})
 

@@ -15,6 +15,7 @@ SIDE_FILES = (
     "_django_application_set.py",
     "_django_cleanup.py",
     "_django_cleanup_rules.py",
+    "_django_cli.py",
 )
 
 

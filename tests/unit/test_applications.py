@@ -266,6 +266,55 @@ def test_empty_secret_is_refused_on_update_and_the_secret_stays(update_secret):
     assert secret_opens("web", "s3cret-one")
 
 
+BLANK_SECRETS = [" ", "\n", "\t \r\n"]
+PADDED_SECRETS = ["s3cret-padded\n", " s3cret-padded", "\ts3cret-padded "]
+
+
+def converge_as_set(check_mode=False, **params):
+    """`params` as the one item of an oauth_applications set."""
+    from oauthops_django_side import _django_application_set
+
+    item = dict(params, state="present", update_secret=params.get("update_secret", "always"))
+    return _django_application_set.run_applications({"applications": [item]}, side()[0].Context("default", check_mode))
+
+
+def refused_either_way(through, **params):
+    """The OperationError of `params`, given to oauth_application or as the one item of oauth_applications."""
+    if through == "single":
+        return refused(**params)
+    with pytest.raises(side()[0].OperationError) as raised:
+        converge_as_set(**params)
+    assert "\n" not in raised.value.message
+    return raised.value
+
+
+@pytest.mark.parametrize("through", ["single", "set"])
+@pytest.mark.parametrize("blank", BLANK_SECRETS)
+def test_a_blank_secret_is_refused_on_create_and_update(through, blank):
+    error = refused_either_way(through, **web(client_secret=blank))
+    assert "client_secret: must not be empty or only whitespace" in error.message
+    assert stored("web") is None
+    converge(**web(client_secret="s3cret-one"))
+    before = stored("web")
+    refused_either_way(through, **web(client_secret=blank, name="Not stored either"))
+    after = stored("web")
+    assert (after.client_secret, after.name, after.updated) == (before.client_secret, "Web", before.updated)
+    assert secret_opens("web", "s3cret-one")
+
+
+@pytest.mark.parametrize("through", ["single", "set"])
+@pytest.mark.parametrize("padded", PADDED_SECRETS)
+def test_a_secret_with_whitespace_around_it_is_refused_and_never_quoted(through, padded):
+    error = refused_either_way(through, **web(client_secret=padded))
+    assert "client_secret: has leading or trailing whitespace" in error.message
+    assert "`| trim`" in error.message
+    assert "s3cret-padded" not in repr((error.message, error.fields))
+    assert stored("web") is None
+    converge(**web(client_secret="s3cret-one"))
+    refused_either_way(through, **web(client_secret=padded, update_secret="on_create"))
+    assert secret_opens("web", "s3cret-one")
+
+
 def test_regenerate_secret_rotates_and_returns_the_new_secret_once():
     converge(**web(client_secret="s3cret-one"))
     rotated = converge(client_id="web", regenerate_secret=True)

@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import subprocess
 import sys
 
 import pytest
@@ -30,6 +31,23 @@ def read_env_file(path):
         ("API_KEY", "k", True),
         ("AWS_CREDENTIALS", "c", True),
         ("SENTRY_DSN", "https://key@sentry.example/1", True),
+        ("PGPASSWORD", "hunter22", True),
+        ("SECRETKEY", "abc", True),
+        # PASS and PWD as words of the name, not as substrings.
+        ("MYSQL_PWD", "hunter22", True),
+        ("DB_PASS", "hunter22", True),
+        ("REDIS_PASS2", "hunter22", True),
+        ("smtp-pass", "hunter22", True),
+        ("dbPass", "hunter22", True),
+        ("DBPass", "hunter22", True),
+        ("PASS", "hunter22", True),
+        ("PASSPORT_NUMBER", "X1234567", False),
+        ("COMPASS_URL", "https://compass.example", False),
+        ("BYPASS_CACHE", "1", False),
+        ("PASSENGER_APP_ENV", "production", False),
+        ("PGPASSFILE", "/srv/shop/.pgpass", False),
+        ("OLDPWD", "/srv", False),
+        ("PWD", "/srv/shop", False),  # the shell's working directory
         ("DJANGO_DEBUG", "0", False),
         ("PORT", "10000", False),
         ("DB_ENGINE", "sqlite", False),
@@ -38,6 +56,54 @@ def read_env_file(path):
 )
 def test_secret_by_name(name, value, secret):
     assert (value in secret_values({name: value})) is secret
+    assert side().is_secret(name, value) is secret
+
+
+@pytest.mark.parametrize(
+    ("url", "passwords"),
+    [
+        ("postgres://shop@db.example/shop?password=s3cr3t-Pw", ["s3cr3t-Pw"]),
+        ("postgres://shop@db.example/shop?sslmode=verify-full&sslpassword=k3y-Pass", ["k3y-Pass"]),
+        ("postgresql://db.example/shop?user=shop&password=p%40ss-w0rd#frag", ["p%40ss-w0rd", "p@ss-w0rd"]),
+        ("mysql://shop@db.example/shop?pwd=hunter22&charset=utf8", ["hunter22"]),
+        ("redis://cache.example/0?token=tok-123456", ["tok-123456"]),
+        ("postgres://shop:userinfo-Pw@db.example/shop?password=query-Pw", ["userinfo-Pw", "query-Pw"]),
+    ],
+)
+def test_a_url_with_a_password_query_parameter_is_secret_whatever_its_name(url, passwords):
+    found = secret_values({"DATABASE_URL": url})
+    assert set([url] + passwords) <= set(found)
+    assert side().is_secret("DATABASE_URL", url)
+    assert side().scrub("could not connect to %s" % url, found) == "could not connect to %s" % side().MASK
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://shop@db.example/shop?sslmode=require&passfile=/srv/shop/.pgpass",
+        "postgres://shop@db.example/shop?password=",
+        "https://example.com/login?next=/account&compass=north",
+        "not a url ?password=no",
+    ],
+)
+def test_urls_without_a_password_are_ordinary(url):
+    assert secret_values({"HOME_URL": url}) == []
+    assert not side().is_secret("HOME_URL", url)
+
+
+def test_the_cron_job_scrubs_by_the_same_rule(tmp_path):
+    """_django_cli reads --env-json and --env-file and scrubs their secrets as the modules mask them."""
+    import argparse
+    import json
+
+    cli = importlib.import_module("oauthops_django_side._django_cli")
+    env_json = tmp_path / "environment.json"
+    env_json.write_text(json.dumps({"DB_PASS": "json-pass-value", "REFRESH_TOKEN_GRACE_SECONDS": "0", "PORT": "5432"}))
+    env_file = tmp_path / "project.env"
+    env_file.write_text("MYSQL_PWD=file-pwd-value\nDATABASE_URL=postgres://u@h/db?password=url-pass-value\n")
+    found = cli.known_secrets(argparse.Namespace(env_json=str(env_json), env_file=str(env_file)))
+    assert {"json-pass-value", "file-pwd-value", "url-pass-value"} <= set(found)
+    assert "5432" not in found
 
 
 def test_a_url_with_a_password_is_secret_whatever_its_name():
@@ -86,6 +152,68 @@ def test_env_file_errors_name_the_line_never_its_text(tmp_path, line):
     assert error.value.message == "env_file %s, line 2: expected NAME=value" % env_file
     with pytest.raises(side().OperationError, match="cannot read env_file .*missing.env .No such file or directory."):
         read_env_file(str(tmp_path / "missing.env"))
+
+
+ONE_MIB = 1024 * 1024
+
+
+def test_env_file_of_exactly_one_mib_is_read_and_one_byte_more_is_refused(tmp_path):
+    env_file = tmp_path / "project.env"
+    line = "PADDING=" + "x" * 1000 + "\n"
+    body = line * (ONE_MIB // len(line))
+    env_file.write_text(body + "LAST=" + "y" * (ONE_MIB - len(body) - len("LAST=")))
+    assert env_file.stat().st_size == ONE_MIB
+    assert read_env_file(str(env_file))["LAST"].startswith("y")
+    with open(env_file, "a") as handle:
+        handle.write("y")
+    with pytest.raises(side().OperationError) as error:
+        read_env_file(str(env_file))
+    assert error.value.message == "env_file %s is larger than 1 MiB" % env_file
+
+
+def test_env_file_must_be_a_regular_file_and_a_link_to_one_is_fine(tmp_path):
+    env_file = tmp_path / "shared.env"
+    env_file.write_text("NAME=value\n")
+    link = tmp_path / "app.env"
+    link.symlink_to(env_file)
+    assert read_env_file(str(link)) == {"NAME": "value"}
+    fifo = tmp_path / "fifo.env"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer
+    device_link = tmp_path / "device.env"
+    device_link.symlink_to("/dev/null")
+    for path in (tmp_path, fifo, device_link, "/dev/null"):
+        with pytest.raises(side().OperationError) as error:
+            read_env_file(str(path))
+        assert error.value.message == "env_file %s is not a regular file" % path
+
+
+def test_env_file_dev_zero_is_refused_at_once():
+    """A run with a memory limit, so that a regression fails here instead of filling the machine's memory."""
+    package = os.path.dirname(os.path.dirname(side().__file__))
+    probe = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from oauthops_django_side._django_side import OperationError, read_env_file\n"
+        "try:\n    read_env_file('/dev/zero')\nexcept OperationError as exc:\n    print(exc.message)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], env=dict(os.environ, PYTHONPATH=package),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (0, "env_file /dev/zero is not a regular file\n"), completed.stderr
+
+
+def test_the_cron_jobs_environment_file_has_the_same_bounds(tmp_path):
+    cli = importlib.import_module("oauthops_django_side._django_cli")
+    environment = tmp_path / "environment.json"
+    environment.write_text('{"PADDING": "%s"}' % ("x" * ONE_MIB))
+    with pytest.raises(side().OperationError) as error:
+        cli.load_environment(str(environment))
+    assert error.value.message == "the environment file %s is larger than 1 MiB" % environment
+    with pytest.raises(side().OperationError) as error:
+        cli.load_environment("/dev/zero")
+    assert error.value.message == "the environment file /dev/zero is not a regular file"
+    environment.write_text('{"DB_PASS": "s3cret", "PORT": 5432}')
+    assert cli.load_environment(str(environment)) == {"DB_PASS": "s3cret", "PORT": "5432"}
 
 
 def test_env_file_yields_to_the_environment_option_and_extends_sys_path(tmp_path, monkeypatch):
