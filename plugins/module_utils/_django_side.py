@@ -115,13 +115,22 @@ def secret_values(environment: dict) -> list:
     return sorted(found, key=len, reverse=True)
 
 
+# Values under a secret name that are no secret worth a replace in every message: a number, a
+# boolean word or a few characters (REFRESH_TOKEN_GRACE_SECONDS=0, TOKEN_LIMIT=1, SECRET_KEY_FALLBACK=true).
+# Masking them would garble counts and words of ordinary messages; they still show masked where the
+# module's arguments are printed.
+PLAIN_VALUE = re.compile(r"^(\s*[-+]?[0-9.]*\s*|true|false|yes|no|on|off|none|null)$", re.IGNORECASE)
+
+
 def scrub(text, secrets: list):
     """`text` with every secret replaced by a mask; longest first, so that a piece of one secret (or a
-    shorter secret of another source) never splits a longer one and leaves its ends readable."""
+    shorter secret of another source) never splits a longer one and leaves its ends readable. Plain
+    values (numbers, booleans, fewer than SHORTEST_MASKED_PIECE characters) are left alone."""
     if not isinstance(text, str):
         return text
     for secret in sorted(set(secrets), key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        if len(secret) >= SHORTEST_MASKED_PIECE and not PLAIN_VALUE.match(secret):
+            text = text.replace(secret, MASK)
     return text
 
 

@@ -229,3 +229,20 @@ def test_env_file_yields_to_the_environment_option_and_extends_sys_path(tmp_path
     env_file.write_text("DJANGO_SETTINGS_MODULE=other.settings\n")
     with pytest.raises(side().OperationError, match="sets DJANGO_SETTINGS_MODULE=other.settings, but the settings"):
         side().apply_env_file(str(env_file), [])
+
+
+def test_scrub_leaves_plain_values_of_secret_names_alone():
+    """REFRESH_TOKEN_GRACE_SECONDS=0 or TOKEN_LIMIT=1 are secret by name, but masking every 0 and 1 of a
+    message would garble its counts: numbers, booleans and values shorter than four characters stay."""
+    environment = {
+        "REFRESH_TOKEN_GRACE_SECONDS": "0",
+        "ACCESS_TOKEN_EXPIRE_SECONDS": "36000",
+        "TOKEN_LIMIT": "1",
+        "SECRET_KEY_FALLBACK": "true",
+        "API_KEY": "abc",
+        "DB_PASS": "long-s3cret-value",
+    }
+    message = "1 of 3 applications failed (0 changed, true, 36000 s, abc): long-s3cret-value refused"
+    assert side().scrub(message, secret_values(environment)) == (
+        "1 of 3 applications failed (0 changed, true, 36000 s, abc): %s refused" % side().MASK
+    )
