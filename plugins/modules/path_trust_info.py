@@ -104,58 +104,10 @@ running_uid:
 """
 
 import os
-import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.oauthops.toolkit.plugins.module_utils._path_trust import (
-    GROUP,
-    describe_grant,
-    group_name,
-    user_name,
-    writers,
-)
-
-
-class UntrustedUser:
-    """One user, or (name None) every user but root."""
-
-    def __init__(self, name=None):
-        self.name = self.uid = None
-        self.gids = []
-        if name is not None:
-            entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-            self.name = entry.pw_name
-            self.uid = entry.pw_uid
-            self.gids = sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
-
-    def owns(self, info):
-        return info.st_uid == self.uid if self.name else info.st_uid != 0
-
-    def is_user(self, uid):
-        return uid == self.uid if self.name else uid != 0
-
-    def in_group(self, gid):
-        return gid in self.gids if self.name else gid != 0
-
-    def can_change(self, info, target):
-        """Why this user can change the entry `info` describes at `target` (rename into, or write
-        through), or None. Owners, mode bits and ACL entries all count."""
-        if self.owns(info):
-            return "is owned by %s" % (self.name or user_name(info.st_uid))
-        found = writers(target, info)
-        for uid, how in sorted(found.uids.items()):
-            if self.is_user(uid):
-                return "grants %s write access %s" % (user_name(uid), describe_grant(how))
-        for gid, how in sorted(found.gids.items()):
-            if self.in_group(gid):
-                members = ", which %s is in" % self.name if self.name else ""
-                if how == GROUP:
-                    return "is writable by its group %s%s" % (group_name(gid), members)
-                return "grants group %s write access %s%s" % (group_name(gid), describe_grant(how), members)
-        if found.everyone:
-            return "is writable by everyone"
-        return None
+from ansible_collections.oauthops.toolkit.plugins.module_utils._path_trust import UntrustedUser, replace_reason
 
 
 def untrusted_reason(path, user, seen=None):
@@ -171,18 +123,16 @@ def untrusted_reason(path, user, seen=None):
             info = os.lstat(current)
         except FileNotFoundError:
             info = None
-        reason = user.can_change(parent_info, parent)
-        if reason is not None and not sticky_protects(parent_info, info, user):
-            if reason == "is writable by everyone" and info is None:
-                return "%s %s and %s does not exist yet" % (parent, reason, current)
-            return "%s %s" % (parent, reason)
+        reason = replace_reason(user, parent, parent_info, parent, current, info)
+        if reason is not None:
+            return reason
         if info is None:
             return None  # root creates the rest, in a directory the user cannot change
         if stat.S_ISLNK(info.st_mode):
             if is_last:
                 return "%s is a symbolic link" % current
             if user.owns(info):
-                return "%s is a symbolic link owned by %s" % (current, user.name or user_name(info.st_uid))
+                return "%s is a symbolic link owned by %s" % (current, user.owner_name(info))
             if current in seen:
                 return "%s is part of a symbolic link loop" % current
             seen.add(current)
@@ -204,15 +154,6 @@ def untrusted_reason(path, user, seen=None):
     return None if reason is None else "/ %s" % reason
 
 
-def sticky_protects(directory_info, entry_info, user):
-    """In a sticky directory that everyone may write (/tmp), only an entry's owner can rename or remove it."""
-    if not directory_info.st_mode & stat.S_ISVTX or user.owns(directory_info):
-        return False
-    if directory_info.st_mode & stat.S_IWGRP and user.in_group(directory_info.st_gid):
-        return False
-    return entry_info is not None and not user.owns(entry_info)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -225,8 +166,7 @@ def main():
         user = UntrustedUser(module.params["user"])
     except (KeyError, ValueError):
         module.fail_json(msg="user %s does not exist" % module.params["user"])
-    # Whatever the module's own user writes, that user could have written itself.
-    nothing_to_protect = os.geteuid() == user.uid if user.name else os.geteuid() != 0
+    nothing_to_protect = user.runs_this_process()
     untrusted = []
     for path in module.params["paths"]:
         if not os.path.isabs(path):
