@@ -310,6 +310,9 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     app_group = grp.getgrgid(app_user.pw_gid).gr_name
     (base / "root-file").write_text("x")
     os.link(base / "root-file", base / "hard-link")
+    (base / "user-file").write_text("x")
+    os.chown(base / "user-file", app_user.pw_uid, app_user.pw_gid)
+    os.link(base / "user-file", base / "user-hard-link")  # the user's own file: any change, the user could make
     (base / "loop").symlink_to(base / "loop")
     os.symlink(owned_by(app_user, base / "app-dir"), base / "root-link-to-app-dir")  # a link of root's
     other = base / "other-owner"
@@ -329,7 +332,13 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     paths = {
         str(base / "lib" / "new" / "file"): (None, None),
         str(base / "link-at-the-end"): ("%s is a symbolic link", "%s is a symbolic link"),
-        str(base / "hard-link"): ("%s has 2 hard links, so changing it changes another name too",) * 2,
+        str(base / "hard-link"): (
+            "%s has 2 hard links and belongs to root, not to " + user + ": a change in place of its content, owner or "
+            "mode would reach its other names too",
+            "%s has 2 hard links and belongs to root: a change in place of its content, owner or mode would reach its "
+            "other names too",
+        ),
+        str(base / "user-hard-link"): (None, None),
         str(base / "root-link-to-app-dir" / "file"): ("%s is owned by " + app_user.pw_name,) * 2,
         str(base / "loop" / "file"): ("%s is part of a symbolic link loop",) * 2,
         str(base / "root-file" / "file"): ("%s is not a directory",) * 2,
@@ -358,3 +367,5 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     for column, who in enumerate(("user", "everyone")):
         expected = {path: reasons[column] % subjects[path] for path, reasons in paths.items() if reasons[column]}
         assert {entry["path"]: entry["reason"] for entry in answers[who]} == expected, who
+        assert {entry["path"]: entry.get("hard_links") for entry in answers[who] if "hard_links" in entry} == {
+            str(base / "hard-link"): 2}
