@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from attacks import fingerprint, owned_by, plant_link
 from cronjobs import (
     KEPT_ROWS,
     as_user,
@@ -39,41 +40,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
 ))
 
 GID0_USER = "oauthops-gid0-test"
-
-
-def fingerprint(path):
-    """What an attack through `path` would change."""
-    info = os.lstat(path)
-    listing = sorted(os.listdir(path)) if stat.S_ISDIR(info.st_mode) else Path(path).read_bytes()
-    return stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, listing
-
-
-@pytest.fixture
-def victims(scratch, tmp_path):
-    """A root-only file and directory, each with a fingerprint to compare against."""
-    home = Path(scratch) / ("victims-" + tmp_path.name)
-    home.mkdir(mode=0o755)
-    victim_file = home / "passwd"
-    victim_file.write_text("root:x:0:0:root:/root:/bin/bash\n")
-    victim_file.chmod(0o644)
-    victim_dir = home / "etc"
-    victim_dir.mkdir(mode=0o755)
-    (victim_dir / "keep").write_text("keep\n")
-    victims = {"file": victim_file, "dir": victim_dir}
-    before = {name: fingerprint(path) for name, path in victims.items()}
-    yield victims
-    assert {name: fingerprint(path) for name, path in victims.items()} == before, "root wrote through a planted link"
-    shutil.rmtree(home)
-
-
-def owned_by(user, path, mode=0o755):
-    path.mkdir(mode=mode)
-    os.chown(path, user.pw_uid, user.pw_gid)
-    return path
-
-
-def plant_link(user, link, target):
-    subprocess.run(as_user(user, ["ln", "-s", "--", str(target), str(link)]), check=True)
 
 
 def test_root_never_writes_or_removes_through_a_path_the_user_controls(
