@@ -121,6 +121,9 @@ def link_target(parent, name, user, seen_links):
     path = parent.child(name)
     if info is None:
         raise Missing(path)
+    if stat.S_ISDIR(info.st_mode):
+        # It was not one when opened: someone could write its directory a moment ago.
+        raise Refused("%s was replaced while root opened it" % path)
     if not stat.S_ISLNK(info.st_mode):
         raise Refused("%s is not a directory" % path)
     if user is not None and user.owns(info):

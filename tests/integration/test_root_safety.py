@@ -10,14 +10,17 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from attacks import fingerprint, owned_by, plant_link
+from attacks import acl_granting_write, fingerprint, owned_by, plant_link
 from cronjobs import (
     KEPT_ROWS,
     as_user,
@@ -335,3 +338,137 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
         assert {entry["path"]: entry["reason"] for entry in answers[who]} == expected, who
         assert {entry["path"]: entry.get("hard_links") for entry in answers[who] if "hard_links" in entry} == {
             str(base / "hard-link"): 2}
+
+
+# The user's side of the race, run with the system Python (the user cannot run pyenv's): swap `logs` and
+# `logs.link` (its own link to the victim directory) with one atomic renameat2(RENAME_EXCHANGE), as fast as
+# it can, whenever it may write the directory; until the stop file appears, or the bounds. Prints
+# "tries swaps".
+SWAPPER = r"""
+import ctypes, os, sys, time
+directory, victim, stop, max_tries, seconds = sys.argv[1:]
+libc = ctypes.CDLL(None, use_errno=True)
+os.chdir(directory)
+deadline = time.monotonic() + float(seconds)
+tries = swaps = 0
+linked = False
+while tries < int(max_tries) and time.monotonic() < deadline and not os.path.exists(stop):
+    tries += 1
+    if not linked:
+        try:
+            os.symlink(victim, "logs.link")
+            linked = True
+        except PermissionError:
+            continue
+    if libc.renameat2(-100, b"logs", -100, b"logs.link", 2) == 0:
+        swaps += 1
+print(tries, swaps)
+"""
+RACE_SECONDS = 60  # the bound of each side; root's writes end long before
+RACE_ROUNDS = 10  # of each of the three writes through ansible-playbook (about 20 s)
+IN_PROCESS_ROUNDS = 300  # of each of the three writes, straight into the module's code
+
+
+class RootWroteThroughTheSwap(AssertionError):
+    pass
+
+
+@pytest.mark.parametrize("writer", [
+    "trusted_file",
+    pytest.param("builtin", marks=pytest.mark.xfail(raises=RootWroteThroughTheSwap, strict=True, reason=(
+        "ansible.builtin.file and copy resolve the path again for each write: follow=false spares only the "
+        "last component, and the swapped directory is the one before it"))),
+])
+def test_a_directory_swapped_while_root_writes_never_redirects_a_write(
+    role_playbook, module_utils, app_user, scratch, writer
+):
+    """The user may write jobs/ only while a root thread has an ACL entry granting it (flipped on and off
+    every few milliseconds: a check that passed, then a permission that came back). Meanwhile the user
+    swaps jobs/logs for its link to a victim directory whenever it can, and root writes into jobs/logs
+    over and over: a log and an environment file handed to the user, and a removal. Root must write into
+    the real logs/ or refuse; the victim directory and its files never change."""
+    base = host_root(scratch, "race")
+    jobs = base / "srv" / "jobs"
+    (jobs / "logs").mkdir(parents=True)
+    (jobs / "logs" / "stale").write_text("stale\n")
+    victim = base / "etc"
+    victim.mkdir()
+    for name in ("cleanup.log", "environment.json", "stale"):
+        (victim / name).write_text("root's %s\n" % name)
+        (victim / name).chmod(0o600)
+    untouched = fingerprint(victim)
+    stop_file = base / "stop"
+    stop_flipping = threading.Event()
+    path_trust = module_utils("_path_trust")
+
+    def flip_acl():
+        grant = acl_granting_write(app_user.pw_uid)
+        while not stop_flipping.is_set():
+            os.setxattr(jobs, path_trust.ACL_ACCESS, grant)
+            time.sleep(0.002)
+            os.removexattr(jobs, path_trust.ACL_ACCESS)
+            jobs.chmod(0o755)
+            time.sleep(0.002)
+
+    flipper = threading.Thread(target=flip_acl, daemon=True)
+    flipper.start()
+    swapper = subprocess.Popen(
+        as_user(app_user, ["/usr/bin/python3", "-c", SWAPPER, str(jobs), str(victim), str(stop_file),
+                           "50000000", str(RACE_SECONDS)]),
+        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    answers = []
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.lexists(jobs / "logs.link") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if writer == "trusted_file":
+            answers += write_in_process(module_utils, app_user, jobs / "logs")
+        role_playbook.run("race_writes.yml", {
+            "writer": writer, "logs": str(jobs / "logs"), "app_user": app_user.pw_name, "rounds": RACE_ROUNDS,
+            "secret": "secret\n",
+        })
+        answers += json.loads((role_playbook.workdir / "answers.json").read_text())
+    finally:
+        stop_file.touch()
+        stdout, stderr = swapper.communicate(timeout=RACE_SECONDS + 30)
+        stop_flipping.set()
+        flipper.join(10)
+    tries, swaps = map(int, stdout.split())
+    print("race (%s): the user swapped %d times in %d tries; root made %d writes, %d refused"
+          % (writer, swaps, tries, len(answers), len([answer for answer in answers if answer])))
+    assert swaps > 100, "the user swapped only %d times in %d tries: no race happened (%s)" % (swaps, tries, stderr)
+    if fingerprint(victim) != untouched:
+        raise RootWroteThroughTheSwap("root wrote through the swapped directory:\n%s\nnow:\n%s"
+                                      % (untouched, fingerprint(victim)))
+    reasons = {re.sub(r"^refusing to (write|remove) %s/\S+: " % re.escape(str(jobs)), "", answer)
+               for answer in answers if answer}
+    assert reasons <= {
+        "%s grants %s write access through an ACL entry" % (jobs, app_user.pw_name),
+        "%s is a symbolic link owned by %s" % (jobs / "logs", app_user.pw_name),
+        "%s was replaced while root opened it" % (jobs / "logs"),  # the ACL went between two steps
+    }, reasons
+    if writer == "trusted_file":
+        # Both outcomes happened: the race was on while root wrote, and root still wrote where it meant to.
+        assert "" in answers and len(reasons) >= 2, (len(answers), reasons)
+
+
+def write_in_process(module_utils, app_user, logs):
+    """The module's three writes, IN_PROCESS_ROUNDS times each: what each one answered ('' for done)."""
+    trusted_file = module_utils("_trusted_file")
+    user = module_utils("_path_trust").UntrustedUser(app_user.pw_name)
+    requests = [
+        trusted_file.Request(str(logs / "cleanup.log"), "file", user, False, owner=app_user.pw_uid, mode=0o640),
+        trusted_file.Request(str(logs / "environment.json"), "file", user, False, owner=app_user.pw_uid, mode=0o600,
+                             content=b"secret\n", secret=True),
+        trusted_file.Request(str(logs / "stale"), "absent", user, False),
+    ]
+    answers = []
+    for _round in range(IN_PROCESS_ROUNDS):
+        for request in requests:
+            try:
+                request.run()
+                answers.append("")
+            except trusted_file.TrustedFileError as exc:
+                answers.append(str(exc))
+    return answers
