@@ -124,6 +124,40 @@ def test_in_the_role_s_layout_the_user_can_plant_nothing(role_playbook, app_user
     assert {name: os.listdir(base / name) for name in ("cron.d", "lib", "log")} == {"cron.d": [], "lib": [], "log": []}
 
 
+def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal(
+    role_playbook, app_user, app_python, scratch, victims
+):
+    """The user links its own log and environment file into a directory of its own (and tries the lock, which
+    fs.protected_hardlinks=1 forbids: it is root's) and makes them world-writable. The role still installs,
+    updates and removes the job: the modes are set back in place (the user could have done it), a new
+    environment is a new file renamed over the old name, and a removal unlinks the job's name only."""
+    base = host_root(scratch, "links")
+    job = job_vars(base, "job", app_user, app_python, environment={"GENERATION": "1"})
+    args = inventory(role_playbook.workdir / "inv.json", {"job": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    directory = Path(job["token_cleanup_directory"])
+    files = {"log": Path(job["token_cleanup_log_file"]), "env": directory / "environment.json",
+             "lock": directory / "cleanup.lock"}
+    home = owned_by(app_user, base / "home")
+    for name, path in files.items():
+        subprocess.run(as_user(app_user, ["ln", "--", str(path), str(home / name)]), check=name != "lock")
+    subprocess.run(as_user(app_user, ["chmod", "0666", str(files["log"]), str(files["env"])]), check=True)
+    assert os.stat(files["log"]).st_nlink == os.stat(files["env"]).st_nlink == 2
+
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    assert [stat.S_IMODE(os.stat(files[name]).st_mode) for name in ("log", "env")] == [0o640, 0o600]
+    assert os.path.samefile(files["log"], home / "log") and os.path.samefile(files["env"], home / "env")
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_environment": {"GENERATION": "2"}}, *args)
+    assert json.loads(files["env"].read_text()) == {"GENERATION": "2"}
+    assert json.loads((home / "env").read_text()) == {"GENERATION": "1"}, "the user's name kept the old file"
+    assert os.stat(files["env"]).st_nlink == 1
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
+    assert {name: os.listdir(base / name) for name in ("cron.d", "lib", "log")} == {"cron.d": [], "lib": [], "log": []}
+    assert {"log", "env"} <= set(os.listdir(home)), "the user's own names stay"
+
+
 @pytest.fixture(scope="session")
 def gid0_user():
     try:
