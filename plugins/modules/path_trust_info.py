@@ -24,8 +24,8 @@ description:
   - It only reads (C(lstat) of every component, symbolic links followed to their targets, which are checked
     too). A directory writable by everyone with the sticky bit (C(/tmp)) is trusted only for names that exist
     and that O(user) does not own.
-  - A regular file with several hard links that O(user) does not own is reported too (RV(untrusted[].hard_links)):
-    a change of its content, owner or mode in place would reach its other names, which root did not mean to
+  - A regular file with several hard links that O(user) does not own is reported too, with RV(untrusted[].hard_links),
+    since a change of its content, owner or mode in place would reach its other names, which root did not mean to
     change. Removing it, or replacing it by renaming a new file over it, is safe, and
     M(oauthops.toolkit.trusted_file) does those, so a play that writes with that module can leave such entries
     to it. A hard link to O(user)'s own file is not reported - the user could make any change to that file

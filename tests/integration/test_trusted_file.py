@@ -150,11 +150,11 @@ def test_hard_links_refuse_only_a_change_in_place_the_user_could_not_make(core, 
     os.link(victim, jobs / "job.log")
     with pytest.raises(core.Error) as refused:
         core(jobs / "job.log", owner=uid, group=gid, mode=0o640).run()
+    log = jobs / "job.log"
     assert str(refused.value) == (
         "refusing to write %s: it has 2 hard links, and changing its owner and mode from 0:0 0600 to %d:%d 0640 is not "
         "a change %s could make itself: made in place, it would reach the file under its other names too. Remove "
-        "the other names (find / -xdev -samefile %s) or this one" % (jobs / "job.log", uid, gid, app_user.pw_name,
-                                                                      jobs / "job.log")
+        "the other names (find / -xdev -samefile %s) or this one" % (log, uid, gid, app_user.pw_name, log)
     )
     assert fingerprint(victim)[:3] == (0o600, 0, 0)
     # With the content known, a new file takes the new owner and mode, renamed over that name.
