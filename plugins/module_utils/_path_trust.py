@@ -7,8 +7,9 @@ Root must never write through, nor run code from, a path another user can change
 a user change an entry when the user owns it, or when a write permission reaches the user through
 the entry's group, through "other", or through an ACL entry (named users and groups, limited by the
 ACL's mask). A directory's default ACL grants the same to whatever is created in it next, so for a
-directory it counts as well. Used by path_trust_info, the bridge's run-as decision and the role's
-descriptor-based writes; plain Python, no Ansible import.
+directory it counts as well. UntrustedUser and replace_reason hold the rules path_trust_info reports
+by and the descriptor-based writes (trusted_file) enforce, so that both refuse the same layouts; the
+bridge's run-as decision uses writers(). Plain Python, no Ansible import.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -132,3 +133,82 @@ def group_name(gid):
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return "gid %d" % gid
+
+
+class UntrustedUser:
+    """The user root does not trust: one user, or (name None) every user but root."""
+
+    def __init__(self, name=None):
+        self.name = self.uid = None
+        self.gids = []
+        if name is not None:
+            entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+            self.name = entry.pw_name
+            self.uid = entry.pw_uid
+            self.gids = sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+
+    def runs_this_process(self):
+        """Whatever this process writes, the user could have written itself: there is nothing to protect."""
+        return os.geteuid() == self.uid if self.name else os.geteuid() != 0
+
+    def owns(self, info):
+        return info.st_uid == self.uid if self.name else info.st_uid != 0
+
+    def owner_name(self, info):
+        return self.name or user_name(info.st_uid)
+
+    def is_user(self, uid):
+        return uid == self.uid if self.name else uid != 0
+
+    def in_group(self, gid):
+        return gid in self.gids if self.name else gid != 0
+
+    def groups_of(self, uid):
+        """The gids of user `uid` (one this object distrusts)."""
+        if self.name:
+            return self.gids
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            return []
+        return sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+
+    def can_change(self, info, target):
+        """Why this user can change the entry `info` describes at `target` (a path or a descriptor):
+        rename into it, or write through it; or None. Owners, mode bits and ACL entries all count."""
+        if self.owns(info):
+            return "is owned by %s" % self.owner_name(info)
+        found = writers(target, info)
+        for uid, how in sorted(found.uids.items()):
+            if self.is_user(uid):
+                return "grants %s write access %s" % (user_name(uid), describe_grant(how))
+        for gid, how in sorted(found.gids.items()):
+            if self.in_group(gid):
+                members = ", which %s is in" % self.name if self.name else ""
+                if how == GROUP:
+                    return "is writable by its group %s%s" % (group_name(gid), members)
+                return "grants group %s write access %s%s" % (group_name(gid), describe_grant(how), members)
+        if found.everyone:
+            return "is writable by everyone"
+        return None
+
+
+def sticky_protects(directory_info, entry_info, user):
+    """In a sticky directory that everyone may write (/tmp), only an entry's owner can rename or remove it."""
+    if not directory_info.st_mode & stat.S_ISVTX or user.owns(directory_info):
+        return False
+    if directory_info.st_mode & stat.S_IWGRP and user.in_group(directory_info.st_gid):
+        return False
+    return entry_info is not None and not user.owns(entry_info)
+
+
+def replace_reason(user, directory, directory_info, directory_target, entry, entry_info):
+    """Why `user` could replace the entry `entry` (its lstat `entry_info`, None when it does not exist) of
+    `directory` (its lstat/fstat, and its path or a descriptor of it): rename or remove it, or create it
+    first. None when the user cannot."""
+    reason = user.can_change(directory_info, directory_target)
+    if reason is None or sticky_protects(directory_info, entry_info, user):
+        return None
+    if reason == "is writable by everyone" and entry_info is None:
+        return "%s %s and %s does not exist yet" % (directory, reason, entry)
+    return "%s %s" % (directory, reason)

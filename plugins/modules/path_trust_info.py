@@ -24,6 +24,14 @@ description:
   - It only reads (C(lstat) of every component, symbolic links followed to their targets, which are checked
     too). A directory writable by everyone with the sticky bit (C(/tmp)) is trusted only for names that exist
     and that O(user) does not own.
+  - A regular file with several hard links that O(user) does not own is reported too, with RV(untrusted[].hard_links),
+    since a change of its content, owner or mode in place would reach its other names, which root did not mean to
+    change. Removing it, or replacing it by renaming a new file over it, is safe, and
+    M(oauthops.toolkit.trusted_file) does those, so a play that writes with that module can leave such entries
+    to it. A hard link to O(user)'s own file is not reported - the user could make any change to that file
+    itself.
+  - It reports what it sees; writes that the user races after it looked are another matter. Make them with
+    M(oauthops.toolkit.trusted_file), which checks every directory again, through descriptors, as it writes.
   - When the module runs as O(user) itself, there is nothing to protect and every path is trusted.
   - Without O(user), every user but root is distrusted, and a path is trusted only when nobody else can change it.
 author:
@@ -82,6 +90,12 @@ untrusted:
     reason:
       description: A sentence naming the component and what O(user) can do to it.
       type: str
+    hard_links:
+      description:
+        - The number of names of the file, when that is the reason (a file O(user) does not own, with other names).
+        - Only a change in place is unsafe; a removal, or a replacement by rename, is not.
+      type: int
+      returned: when the reason is the file's hard links
   sample:
     - path: /var/lib/shop/cleanup.lock
       reason: /var/lib/shop is owned by shop
@@ -104,62 +118,15 @@ running_uid:
 """
 
 import os
-import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.oauthops.toolkit.plugins.module_utils._path_trust import (
-    GROUP,
-    describe_grant,
-    group_name,
-    user_name,
-    writers,
-)
+from ansible_collections.oauthops.toolkit.plugins.module_utils._path_trust import UntrustedUser, replace_reason, user_name
 
 
-class UntrustedUser:
-    """One user, or (name None) every user but root."""
-
-    def __init__(self, name=None):
-        self.name = self.uid = None
-        self.gids = []
-        if name is not None:
-            entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-            self.name = entry.pw_name
-            self.uid = entry.pw_uid
-            self.gids = sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
-
-    def owns(self, info):
-        return info.st_uid == self.uid if self.name else info.st_uid != 0
-
-    def is_user(self, uid):
-        return uid == self.uid if self.name else uid != 0
-
-    def in_group(self, gid):
-        return gid in self.gids if self.name else gid != 0
-
-    def can_change(self, info, target):
-        """Why this user can change the entry `info` describes at `target` (rename into, or write
-        through), or None. Owners, mode bits and ACL entries all count."""
-        if self.owns(info):
-            return "is owned by %s" % (self.name or user_name(info.st_uid))
-        found = writers(target, info)
-        for uid, how in sorted(found.uids.items()):
-            if self.is_user(uid):
-                return "grants %s write access %s" % (user_name(uid), describe_grant(how))
-        for gid, how in sorted(found.gids.items()):
-            if self.in_group(gid):
-                members = ", which %s is in" % self.name if self.name else ""
-                if how == GROUP:
-                    return "is writable by its group %s%s" % (group_name(gid), members)
-                return "grants group %s write access %s%s" % (group_name(gid), describe_grant(how), members)
-        if found.everyone:
-            return "is writable by everyone"
-        return None
-
-
-def untrusted_reason(path, user, seen=None):
-    """The first way `user` could redirect a write through `path`, or None."""
+def untrusted_entry(path, user, seen=None):
+    """The first way `user` could redirect a write through `path`, as {"reason": ...} (and "hard_links" when
+    that is the way), or None."""
     seen = set() if seen is None else seen
     parent = "/"
     parent_info = os.lstat(parent)
@@ -171,46 +138,41 @@ def untrusted_reason(path, user, seen=None):
             info = os.lstat(current)
         except FileNotFoundError:
             info = None
-        reason = user.can_change(parent_info, parent)
-        if reason is not None and not sticky_protects(parent_info, info, user):
-            if reason == "is writable by everyone" and info is None:
-                return "%s %s and %s does not exist yet" % (parent, reason, current)
-            return "%s %s" % (parent, reason)
+        reason = replace_reason(user, parent, parent_info, parent, current, info)
+        if reason is not None:
+            return dict(reason=reason)
         if info is None:
             return None  # root creates the rest, in a directory the user cannot change
         if stat.S_ISLNK(info.st_mode):
             if is_last:
-                return "%s is a symbolic link" % current
+                return dict(reason="%s is a symbolic link" % current)
             if user.owns(info):
-                return "%s is a symbolic link owned by %s" % (current, user.name or user_name(info.st_uid))
+                return dict(reason="%s is a symbolic link owned by %s" % (current, user.owner_name(info)))
             if current in seen:
-                return "%s is part of a symbolic link loop" % current
+                return dict(reason="%s is part of a symbolic link loop" % current)
             seen.add(current)
             target = os.path.normpath(os.path.join(parent, os.readlink(current)))
             rest = "/".join(components[index + 1:])
-            return untrusted_reason(os.path.join(target, rest), user, seen)
+            return untrusted_entry(os.path.join(target, rest), user, seen)
         if is_last:
             if stat.S_ISDIR(info.st_mode):
                 reason = user.can_change(info, current)
-                return None if reason is None else "%s %s" % (current, reason)
-            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
-                return "%s has %d hard links, so changing it changes another name too" % (current, info.st_nlink)
+                return None if reason is None else dict(reason="%s %s" % (current, reason))
+            # The user's own file: whatever root changes in it, the user could have changed too.
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1 and not user.owns(info):
+                return dict(
+                    reason="%s has %d hard links and belongs to %s%s: a change in place of its content, owner or "
+                    "mode would reach its other names too" % (
+                        current, info.st_nlink, user_name(info.st_uid), ", not to %s" % user.name if user.name else ""),
+                    hard_links=info.st_nlink,
+                )
             return None
         if not stat.S_ISDIR(info.st_mode):
-            return "%s is not a directory" % current
+            return dict(reason="%s is not a directory" % current)
         parent, parent_info = current, info
     # The path is "/" itself.
     reason = user.can_change(parent_info, "/")
-    return None if reason is None else "/ %s" % reason
-
-
-def sticky_protects(directory_info, entry_info, user):
-    """In a sticky directory that everyone may write (/tmp), only an entry's owner can rename or remove it."""
-    if not directory_info.st_mode & stat.S_ISVTX or user.owns(directory_info):
-        return False
-    if directory_info.st_mode & stat.S_IWGRP and user.in_group(directory_info.st_gid):
-        return False
-    return entry_info is not None and not user.owns(entry_info)
+    return None if reason is None else dict(reason="/ %s" % reason)
 
 
 def main():
@@ -225,17 +187,16 @@ def main():
         user = UntrustedUser(module.params["user"])
     except (KeyError, ValueError):
         module.fail_json(msg="user %s does not exist" % module.params["user"])
-    # Whatever the module's own user writes, that user could have written itself.
-    nothing_to_protect = os.geteuid() == user.uid if user.name else os.geteuid() != 0
+    nothing_to_protect = user.runs_this_process()
     untrusted = []
     for path in module.params["paths"]:
         if not os.path.isabs(path):
             module.fail_json(msg="paths: %s is not an absolute path" % path)
         if nothing_to_protect:
             continue
-        reason = untrusted_reason(os.path.normpath(path), user)
-        if reason is not None:
-            untrusted.append(dict(path=path, reason=reason))
+        entry = untrusted_entry(os.path.normpath(path), user)
+        if entry is not None:
+            untrusted.append(dict(path=path, **entry))
     identity = dict(uid=user.uid, groups=user.gids) if user.name else {}
     module.exit_json(changed=False, untrusted=untrusted, running_uid=os.geteuid(), **identity)
 

@@ -10,15 +10,19 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from attacks import acl_granting_write, fingerprint, owned_by, plant_link
 from cronjobs import (
     KEPT_ROWS,
     as_user,
@@ -43,41 +47,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
 GID0_USER = "oauthops-gid0-test"
 # A group whose members are the application user and daemon (uid 1): two users who can write what it can.
 PAIR_GROUP = "oauthops-runas-pair"
-
-
-def fingerprint(path):
-    """What an attack through `path` would change."""
-    info = os.lstat(path)
-    listing = sorted(os.listdir(path)) if stat.S_ISDIR(info.st_mode) else Path(path).read_bytes()
-    return stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, listing
-
-
-@pytest.fixture
-def victims(scratch, tmp_path):
-    """A root-only file and directory, each with a fingerprint to compare against."""
-    home = Path(scratch) / ("victims-" + tmp_path.name)
-    home.mkdir(mode=0o755)
-    victim_file = home / "passwd"
-    victim_file.write_text("root:x:0:0:root:/root:/bin/bash\n")
-    victim_file.chmod(0o644)
-    victim_dir = home / "etc"
-    victim_dir.mkdir(mode=0o755)
-    (victim_dir / "keep").write_text("keep\n")
-    victims = {"file": victim_file, "dir": victim_dir}
-    before = {name: fingerprint(path) for name, path in victims.items()}
-    yield victims
-    assert {name: fingerprint(path) for name, path in victims.items()} == before, "root wrote through a planted link"
-    shutil.rmtree(home)
-
-
-def owned_by(user, path, mode=0o755):
-    path.mkdir(mode=mode)
-    os.chown(path, user.pw_uid, user.pw_gid)
-    return path
-
-
-def plant_link(user, link, target):
-    subprocess.run(as_user(user, ["ln", "-s", "--", str(target), str(link)]), check=True)
 
 
 def test_root_never_writes_or_removes_through_a_path_the_user_controls(
@@ -157,6 +126,40 @@ def test_in_the_role_s_layout_the_user_can_plant_nothing(role_playbook, app_user
     role_playbook.run("role_token_cleanup.yml", None, *args)
     role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
     assert {name: os.listdir(base / name) for name in ("cron.d", "lib", "log")} == {"cron.d": [], "lib": [], "log": []}
+
+
+def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal(
+    role_playbook, app_user, app_python, scratch, victims
+):
+    """The user links its own log and environment file into a directory of its own (and tries the lock, which
+    fs.protected_hardlinks=1 forbids: it is root's) and makes them world-writable. The role still installs,
+    updates and removes the job: the modes are set back in place (the user could have done it), a new
+    environment is a new file renamed over the old name, and a removal unlinks the job's name only."""
+    base = host_root(scratch, "links")
+    job = job_vars(base, "job", app_user, app_python, environment={"GENERATION": "1"})
+    args = inventory(role_playbook.workdir / "inv.json", {"job": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    directory = Path(job["token_cleanup_directory"])
+    files = {"log": Path(job["token_cleanup_log_file"]), "env": directory / "environment.json",
+             "lock": directory / "cleanup.lock"}
+    home = owned_by(app_user, base / "home")
+    for name, path in files.items():
+        subprocess.run(as_user(app_user, ["ln", "--", str(path), str(home / name)]), check=name != "lock")
+    subprocess.run(as_user(app_user, ["chmod", "0666", str(files["log"]), str(files["env"])]), check=True)
+    assert os.stat(files["log"]).st_nlink == os.stat(files["env"]).st_nlink == 2
+
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    assert [stat.S_IMODE(os.stat(files[name]).st_mode) for name in ("log", "env")] == [0o640, 0o600]
+    assert os.path.samefile(files["log"], home / "log") and os.path.samefile(files["env"], home / "env")
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_environment": {"GENERATION": "2"}}, *args)
+    assert json.loads(files["env"].read_text()) == {"GENERATION": "2"}
+    assert json.loads((home / "env").read_text()) == {"GENERATION": "1"}, "the user's name kept the old file"
+    assert os.stat(files["env"]).st_nlink == 1
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
+    assert {name: os.listdir(base / name) for name in ("cron.d", "lib", "log")} == {"cron.d": [], "lib": [], "log": []}
+    assert {"log", "env"} <= set(os.listdir(home)), "the user's own names stay"
 
 
 @pytest.fixture(scope="session")
@@ -314,6 +317,9 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     app_group = grp.getgrgid(app_user.pw_gid).gr_name
     (base / "root-file").write_text("x")
     os.link(base / "root-file", base / "hard-link")
+    (base / "user-file").write_text("x")
+    os.chown(base / "user-file", app_user.pw_uid, app_user.pw_gid)
+    os.link(base / "user-file", base / "user-hard-link")  # the user's own file: any change, the user could make
     (base / "loop").symlink_to(base / "loop")
     os.symlink(owned_by(app_user, base / "app-dir"), base / "root-link-to-app-dir")  # a link of root's
     other = base / "other-owner"
@@ -333,7 +339,13 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     paths = {
         str(base / "lib" / "new" / "file"): (None, None),
         str(base / "link-at-the-end"): ("%s is a symbolic link", "%s is a symbolic link"),
-        str(base / "hard-link"): ("%s has 2 hard links, so changing it changes another name too",) * 2,
+        str(base / "hard-link"): (
+            "%s has 2 hard links and belongs to root, not to " + user + ": a change in place of its content, owner or "
+            "mode would reach its other names too",
+            "%s has 2 hard links and belongs to root: a change in place of its content, owner or mode would reach its "
+            "other names too",
+        ),
+        str(base / "user-hard-link"): (None, None),
         str(base / "root-link-to-app-dir" / "file"): ("%s is owned by " + app_user.pw_name,) * 2,
         str(base / "loop" / "file"): ("%s is part of a symbolic link loop",) * 2,
         str(base / "root-file" / "file"): ("%s is not a directory",) * 2,
@@ -362,6 +374,8 @@ def test_path_trust_info_follows_links_and_knows_hard_links_and_acls(role_playbo
     for column, who in enumerate(("user", "everyone")):
         expected = {path: reasons[column] % subjects[path] for path, reasons in paths.items() if reasons[column]}
         assert {entry["path"]: entry["reason"] for entry in answers[who]} == expected, who
+        assert {entry["path"]: entry.get("hard_links") for entry in answers[who] if "hard_links" in entry} == {
+            str(base / "hard-link"): 2}
 
 
 # -- the modules under root: whose privileges the project's code runs with ---------------------
@@ -543,3 +557,137 @@ def test_a_root_run_on_the_user_s_sqlite_project_leaves_nothing_of_root_s(role_p
         cwd=root_project, env=dict(os.environ, **db_env), capture_output=True, text=True, check=False,
     )
     assert seeded.returncode == 0, seeded.stderr
+
+
+# The user's side of the race, run with the system Python (the user cannot run pyenv's): swap `logs` and
+# `logs.link` (its own link to the victim directory) with one atomic renameat2(RENAME_EXCHANGE), as fast as
+# it can, whenever it may write the directory; until the stop file appears, or the bounds. Prints
+# "tries swaps".
+SWAPPER = r"""
+import ctypes, os, sys, time
+directory, victim, stop, max_tries, seconds = sys.argv[1:]
+libc = ctypes.CDLL(None, use_errno=True)
+os.chdir(directory)
+deadline = time.monotonic() + float(seconds)
+tries = swaps = 0
+linked = False
+while tries < int(max_tries) and time.monotonic() < deadline and not os.path.exists(stop):
+    tries += 1
+    if not linked:
+        try:
+            os.symlink(victim, "logs.link")
+            linked = True
+        except PermissionError:
+            continue
+    if libc.renameat2(-100, b"logs", -100, b"logs.link", 2) == 0:
+        swaps += 1
+print(tries, swaps)
+"""
+RACE_SECONDS = 60  # the bound of each side; root's writes end long before
+RACE_ROUNDS = 10  # of each of the three writes through ansible-playbook (about 20 s)
+IN_PROCESS_ROUNDS = 300  # of each of the three writes, straight into the module's code
+
+
+class RootWroteThroughTheSwap(AssertionError):
+    pass
+
+
+@pytest.mark.parametrize("writer", [
+    "trusted_file",
+    pytest.param("builtin", marks=pytest.mark.xfail(raises=RootWroteThroughTheSwap, strict=True, reason=(
+        "ansible.builtin.file and copy resolve the path again for each write: follow=false spares only the "
+        "last component, and the swapped directory is the one before it"))),
+])
+def test_a_directory_swapped_while_root_writes_never_redirects_a_write(
+    role_playbook, module_utils, app_user, scratch, writer
+):
+    """The user may write jobs/ only while a root thread has an ACL entry granting it (flipped on and off
+    every few milliseconds: a check that passed, then a permission that came back). Meanwhile the user
+    swaps jobs/logs for its link to a victim directory whenever it can, and root writes into jobs/logs
+    over and over: a log and an environment file handed to the user, and a removal. Root must write into
+    the real logs/ or refuse; the victim directory and its files never change."""
+    base = host_root(scratch, "race")
+    jobs = base / "srv" / "jobs"
+    (jobs / "logs").mkdir(parents=True)
+    (jobs / "logs" / "stale").write_text("stale\n")
+    victim = base / "etc"
+    victim.mkdir()
+    for name in ("cleanup.log", "environment.json", "stale"):
+        (victim / name).write_text("root's %s\n" % name)
+        (victim / name).chmod(0o600)
+    untouched = fingerprint(victim)
+    stop_file = base / "stop"
+    stop_flipping = threading.Event()
+    path_trust = module_utils("_path_trust")
+
+    def flip_acl():
+        grant = acl_granting_write(app_user.pw_uid)
+        while not stop_flipping.is_set():
+            os.setxattr(jobs, path_trust.ACL_ACCESS, grant)
+            time.sleep(0.002)
+            os.removexattr(jobs, path_trust.ACL_ACCESS)
+            jobs.chmod(0o755)
+            time.sleep(0.002)
+
+    flipper = threading.Thread(target=flip_acl, daemon=True)
+    flipper.start()
+    swapper = subprocess.Popen(
+        as_user(app_user, ["/usr/bin/python3", "-c", SWAPPER, str(jobs), str(victim), str(stop_file),
+                           "50000000", str(RACE_SECONDS)]),
+        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    answers = []
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.lexists(jobs / "logs.link") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if writer == "trusted_file":
+            answers += write_in_process(module_utils, app_user, jobs / "logs")
+        role_playbook.run("race_writes.yml", {
+            "writer": writer, "logs": str(jobs / "logs"), "app_user": app_user.pw_name, "rounds": RACE_ROUNDS,
+            "secret": "secret\n",
+        })
+        answers += json.loads((role_playbook.workdir / "answers.json").read_text())
+    finally:
+        stop_file.touch()
+        stdout, stderr = swapper.communicate(timeout=RACE_SECONDS + 30)
+        stop_flipping.set()
+        flipper.join(10)
+    tries, swaps = map(int, stdout.split())
+    print("race (%s): the user swapped %d times in %d tries; root made %d writes, %d refused"
+          % (writer, swaps, tries, len(answers), len([answer for answer in answers if answer])))
+    assert swaps > 100, "the user swapped only %d times in %d tries: no race happened (%s)" % (swaps, tries, stderr)
+    if fingerprint(victim) != untouched:
+        raise RootWroteThroughTheSwap("root wrote through the swapped directory:\n%s\nnow:\n%s"
+                                      % (untouched, fingerprint(victim)))
+    reasons = {re.sub(r"^refusing to (write|remove) %s/\S+: " % re.escape(str(jobs)), "", answer)
+               for answer in answers if answer}
+    assert reasons <= {
+        "%s grants %s write access through an ACL entry" % (jobs, app_user.pw_name),
+        "%s is a symbolic link owned by %s" % (jobs / "logs", app_user.pw_name),
+        "%s was replaced while root opened it" % (jobs / "logs"),  # the ACL went between two steps
+    }, reasons
+    if writer == "trusted_file":
+        # Both outcomes happened: the race was on while root wrote, and root still wrote where it meant to.
+        assert "" in answers and len(reasons) >= 2, (len(answers), reasons)
+
+
+def write_in_process(module_utils, app_user, logs):
+    """The module's three writes, IN_PROCESS_ROUNDS times each: what each one answered ('' for done)."""
+    trusted_file = module_utils("_trusted_file")
+    user = module_utils("_path_trust").UntrustedUser(app_user.pw_name)
+    requests = [
+        trusted_file.Request(str(logs / "cleanup.log"), "file", user, False, owner=app_user.pw_uid, mode=0o640),
+        trusted_file.Request(str(logs / "environment.json"), "file", user, False, owner=app_user.pw_uid, mode=0o600,
+                             content=b"secret\n", secret=True),
+        trusted_file.Request(str(logs / "stale"), "absent", user, False),
+    ]
+    answers = []
+    for _round in range(IN_PROCESS_ROUNDS):
+        for request in requests:
+            try:
+                request.run()
+                answers.append("")
+            except trusted_file.TrustedFileError as exc:
+                answers.append(str(exc))
+    return answers
