@@ -250,6 +250,9 @@ class DjangoBridge:
         env_file = self.params["env_file"]
         if env_file and (os.path.isabs(env_file) or workdir):
             env_file = os.path.join(workdir or "/", env_file)
+            if os.path.exists(env_file) and not os.path.isfile(env_file):
+                # Refused before its owners count: a device or FIFO (/dev/zero) is nobody's code to drop to.
+                self.module.fail_json(msg="env_file %s is not a regular file" % self.params["env_file"])
             if controllers.add_file(env_file):
                 try:
                     trees += _django_side.read_env_file(env_file).get("PYTHONPATH", "").split(os.pathsep)
