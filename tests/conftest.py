@@ -1,5 +1,24 @@
-"""Shared pytest wiring: the helpers beside this file, a time limit for every test, and a loud line
-for every backend not tested."""
+"""Shared pytest wiring: the suite's options, a time limit for every test, the hasher, and a loud line for
+every backend not tested.
+
+Variants are chosen the pytest way (`pytest --help` lists them under "oauthops.toolkit"):
+
+    --backend NAME          sqlite, postgresql or mysql; repeat it for several (integration default: all
+                            three; a unit session runs on one, default sqlite)
+    --require-backends      a backend that cannot be reached fails the run instead of skipping (CI)
+    --models VARIANT        unit: the project's models for this session: stock, custom-user (a user model
+                            that logs in by email and a swapped application model) or swapped-tokens
+    --hasher fast|real      fast (default): MD5 hashes client secrets, except in tests marked real_hasher;
+                            real: the project's default hasher (PBKDF2) in every test
+    --random-graphs N       how many random token graphs the differential cleanup tests try (default 120)
+    --expect-rules NAME     the rule set the installed DOT's clear_expired() must be recognised as
+    --property-seed N       replay the integration property test's random sets
+    --dot-source DIR        unit: also run the fallback test on this DOT source (e.g. its main branch)
+    --ansible-playbook PATH, --target-python PATH   a matrix cell's controller and target (tests/tools/run-matrix)
+
+Environment variables remain only where the Django project under test (a child process) reads them; they
+are listed in one place, tests/django_project/testproject/settings.py.
+"""
 
 import os
 import sys
@@ -9,11 +28,52 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from provisioning import untested  # noqa: E402
+import provisioning  # noqa: E402
+from provisioning import BACKENDS, untested  # noqa: E402
 
 # Seconds one test may take, setup and teardown included: generous for the slowest one (the cron
 # daemon test waits up to ~4 minutes) on a loaded machine, and still far inside CI's limit.
 TEST_TIMEOUT = 600
+MODEL_VARIANTS = ("stock", "custom-user", "swapped-tokens")
+
+MARKERS = (
+    "real_hasher: hashes or verifies client secrets with the project's default hasher (PBKDF2), not MD5: "
+    "each path that hashes or verifies keeps at least one such test",
+    "one_backend: the outcome cannot depend on the database (what is tested happens on the controller or "
+    "before the database is opened): runs on the first selected backend only",
+    "models(variant): runs only in a unit session whose --models is this variant",
+    "database: (set by tests/integration/conftest.py) uses a test database, so runs once per selected backend",
+)
+
+
+def _backends(value):
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError("--backend: unknown %s (choose from %s)" % (", ".join(unknown), ", ".join(BACKENDS)))
+    return names
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("oauthops", "oauthops.toolkit test variants")
+    group.addoption("--backend", action="append", default=[], metavar="NAME",
+                    help="database backend(s): sqlite, postgresql, mysql; repeat or comma-separate "
+                         "(integration default: all; unit: one per session, default sqlite)")
+    group.addoption("--require-backends", action="store_true",
+                    help="fail, instead of skipping, when a selected backend's server cannot be reached (CI)")
+    group.addoption("--models", choices=MODEL_VARIANTS, default="stock",
+                    help="unit: the project's model variant for this session (default stock)")
+    group.addoption("--hasher", choices=("fast", "real"), default="fast",
+                    help="fast: MD5 except in tests marked real_hasher (default); real: the project's default hasher everywhere")
+    group.addoption("--random-graphs", type=int, default=120, metavar="N",
+                    help="random token graphs per differential cleanup session (default 120)")
+    group.addoption("--expect-rules", metavar="NAME",
+                    help="the rule set the installed DOT's clear_expired() must be recognised as (e.g. clear_expired for DOT's main branch)")
+    group.addoption("--property-seed", type=int, metavar="N", help="replay the integration property test's random sets")
+    group.addoption("--ansible-playbook", metavar="PATH", help="matrix cell: the controller's ansible-playbook")
+    group.addoption("--target-python", metavar="PATH", help="matrix cell: the interpreter Ansible runs the modules with")
+    group.addoption("--dot-source", metavar="DIR",
+                    help="also prove the cleanup's fallback on this DOT (a source tree or a git repository, e.g. its main branch)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -29,6 +89,14 @@ def pytest_configure(config):
         )
     if config.getoption("timeout") is None and not os.environ.get("PYTEST_TIMEOUT"):
         config.option.timeout = TEST_TIMEOUT
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    selected = []
+    for value in config.getoption("backend"):
+        selected += [name for name in _backends(value) if name not in selected]
+    config.oauthops_backends = selected
+    if config.getoption("require_backends"):
+        provisioning.required.update(selected or BACKENDS)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,8 +1,11 @@
 """Databases for the tests: a fresh one per backend and test session, dropped afterwards.
 
 A backend whose server cannot be reached is skipped with a loud line in the summary
-(see conftest.py), or fails the run when it is listed in OAUTHOPS_REQUIRE_BACKENDS
-(CI lists all three).
+(see conftest.py), or fails the run under --require-backends (CI).
+
+Durability is off where no test needs it: SQLite files live wherever the session's temporary
+directory is (the suite puts it on tmpfs), and PostgreSQL test databases commit without waiting for
+the WAL flush (synchronous_commit=off, set per database: the server's own settings are untouched).
 """
 
 import contextlib
@@ -23,6 +26,39 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 untested = {}
 
 
+@contextlib.contextmanager
+def machine_lock(name):
+    """Hold a lock on one piece of the machine's shared state (the test users and groups, the cron daemon)
+    while changing or using it, so that sessions side by side (tests/tools/suite, pytest -n) never race.
+
+    The lock file is in /run/lock, which only root changes state under; a session that is not root creates
+    no users, and takes no lock."""
+    if os.geteuid() != 0:
+        yield
+        return
+    import fcntl
+
+    directory = "/run/lock" if os.path.isdir("/run/lock") else "/run"
+    with open(os.path.join(directory, "oauthops-tests-%s.lock" % name), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def system_user(name, *useradd_options):
+    """The system user `name`, created (useradd --system) when missing, under the users lock."""
+    import pwd
+
+    with machine_lock("users"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", *useradd_options, name], check=True)
+            return pwd.getpwnam(name)
+
+
 def application_spec():
     """plugins/module_utils/_application_spec.py (plain Python), for tests that declare applications in the
     modules' own vocabulary: its argument spec and its GRANT_TYPES."""
@@ -35,16 +71,26 @@ def application_spec():
     return module
 
 
-def required_backends():
-    return {name for name in os.environ.get("OAUTHOPS_REQUIRE_BACKENDS", "").split(",") if name}
+def selected_backends(config, default=BACKENDS):
+    """The backends --backend chose (tests/conftest.py), in the order given, else `default`."""
+    return list(config.oauthops_backends or default)
+
+
+def uses_real_hasher(item):
+    """Whether a test hashes with the project's default hasher: marked real_hasher, or --hasher real."""
+    return item.config.getoption("hasher") == "real" or item.get_closest_marker("real_hasher") is not None
+
+
+# Set by tests/conftest.py from --require-backends: the backends whose absence fails the run.
+required = set()
 
 
 def backend_unavailable(backend, reason):
-    if backend in required_backends():
+    if backend in required:
         pytest.fail("required backend %s is not reachable: %s" % (backend, reason), pytrace=False)
     untested[backend] = reason
-    # A developer without that server still gets the other backends; CI lists every backend in
-    # OAUTHOPS_REQUIRE_BACKENDS, so there this is a failure, never a skip.
+    # A developer without that server still gets the other backends; CI runs with
+    # --require-backends, so there this is a failure, never a skip.
     pytest.skip(
         "%s NOT TESTED: %s (start one, or point OAUTHOPS_TEST_%s_URL at one)"
         % (backend, reason, "POSTGRES" if backend == "postgresql" else "MYSQL")

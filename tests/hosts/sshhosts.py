@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cronjobs import as_user
-from provisioning import DJANGO_PROJECT, REPO
+from provisioning import DJANGO_PROJECT, REPO, machine_lock
 
 DEPLOY_USER = "oauthops-deploy-test"
 APP_USER = "oauthops-app-test"
@@ -61,14 +61,15 @@ def missing_tools():
 
 def deploy_user():
     """The account Ansible logs in as: a key, a shell, and sudo without a password."""
-    try:
-        user = pwd.getpwnam(DEPLOY_USER)
-    except KeyError:
-        run(["useradd", "--user-group", "--create-home", "--shell", "/bin/bash", DEPLOY_USER])
-        # useradd leaves the password locked, and without PAM sshd refuses a locked account even for
-        # a key; '*' matches no password, so only the key lets anyone in.
-        run(["usermod", "--password", "*", DEPLOY_USER])
-        user = pwd.getpwnam(DEPLOY_USER)
+    with machine_lock("users"):  # useradd fails outright while another session holds /etc/passwd
+        try:
+            user = pwd.getpwnam(DEPLOY_USER)
+        except KeyError:
+            run(["useradd", "--user-group", "--create-home", "--shell", "/bin/bash", DEPLOY_USER])
+            # useradd leaves the password locked, and without PAM sshd refuses a locked account even for
+            # a key; '*' matches no password, so only the key lets anyone in.
+            run(["usermod", "--password", "*", DEPLOY_USER])
+            user = pwd.getpwnam(DEPLOY_USER)
     rule = "%s ALL=(ALL:ALL) NOPASSWD: ALL\n" % DEPLOY_USER
     if not SUDOERS.exists() or SUDOERS.read_text() != rule:
         # sudo skips files with a dot in /etc/sudoers.d, so a half-written one is never read.
@@ -86,12 +87,13 @@ def app_user():
     Its home is where a module run as this user keeps its temporary files (Ansible's remote_tmp,
     ~/.ansible/tmp): a become_user cannot write into the deploy user's temporary directory.
     """
-    try:
-        user = pwd.getpwnam(APP_USER)
-    except KeyError:
-        run(["useradd", "--system", "--user-group", "--create-home", "--home-dir", str(APP_HOME),
-             "--shell", "/usr/sbin/nologin", APP_USER])
-        user = pwd.getpwnam(APP_USER)
+    with machine_lock("users"):
+        try:
+            user = pwd.getpwnam(APP_USER)
+        except KeyError:
+            run(["useradd", "--system", "--user-group", "--create-home", "--home-dir", str(APP_HOME),
+                 "--shell", "/usr/sbin/nologin", APP_USER])
+            user = pwd.getpwnam(APP_USER)
     if not os.path.isdir(user.pw_dir):
         os.makedirs(user.pw_dir)
         os.chown(user.pw_dir, user.pw_uid, user.pw_gid)

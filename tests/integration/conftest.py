@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning import BACKENDS, DJANGO_PROJECT, REPO, migrate, provisioned_database
+from provisioning import DJANGO_PROJECT, REPO, migrate, provisioned_database, selected_backends, uses_real_hasher
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 LIVESERVER = Path(__file__).resolve().parent / "liveserver.py"
@@ -54,7 +54,28 @@ def bare_python(tmp_path_factory):
     return str(python)
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+def pytest_generate_tests(metafunc):
+    """A test that uses `database` runs on each backend --backend selects (default: all three); one marked
+    one_backend, whose outcome the database cannot change, on the first of them only."""
+    if "database" not in metafunc.fixturenames or getattr(metafunc.module, "OWN_DATABASE_FIXTURE", False):
+        return
+    if any("database" in marker.args[0] for marker in metafunc.definition.iter_markers("parametrize")):
+        return  # the test names its backends itself
+    backends = selected_backends(metafunc.config)
+    if metafunc.definition.get_closest_marker("one_backend"):
+        backends = backends[:1]
+    metafunc.parametrize("database", backends, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that use a test database `database`, so that `-m database` / `-m "not database"` split
+    the per-backend tests from the ones that run once (tests/tools/suite runs them as separate jobs)."""
+    for item in items:
+        if "database" in getattr(item, "fixturenames", ()):
+            item.add_marker("database")
+
+
+@pytest.fixture(scope="session")
 def database(request, tmp_path_factory):
     with provisioned_database(request.param, tmp_path_factory.mktemp(request.param)) as env:
         migrate(env)
@@ -141,15 +162,21 @@ class PlaybookRunner:
     # The controller beside this interpreter; a cell of the version matrix names another.
     ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
 
-    def __init__(self, collections_path, bare_python, database, workdir, prefix):
+    def __init__(self, collections_path, bare_python, database, workdir, prefix, real_hasher=False):
         self.collections_path = collections_path
         self.bare_python = bare_python
         self.database = database
         self.workdir = workdir
         self.prefix = prefix
+        self.real_hasher = real_hasher
 
     def django_env(self):
-        return {key: value for key, value in self.database.items() if key.startswith("OAUTHOPS_")}
+        """The project's environment: the database, and MD5 for new client secrets unless the test is
+        marked real_hasher (a playbook passes it on as the modules' `environment`)."""
+        env = {key: value for key, value in self.database.items() if key.startswith("OAUTHOPS_")}
+        if not self.real_hasher:
+            env["OAUTHOPS_TEST_FAST_HASHER"] = "1"
+        return env
 
     @staticmethod
     def project_path():
@@ -209,7 +236,7 @@ class PlaybookRunner:
 @pytest.fixture
 def playbook(collections_path, bare_python, database, tmp_path, request):
     prefix = request.node.originalname.replace("_", "-")
-    return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix)
+    return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix, uses_real_hasher(request.node))
 
 
 @pytest.fixture(scope="module")
@@ -217,14 +244,16 @@ def module_playbook(collections_path, bare_python, database, tmp_path_factory, r
     """A runner shared by a test module's tests, for what they set up once per backend (prefix: the module's
     name without test_, e.g. live-clients)."""
     prefix = request.module.__name__.rpartition(".")[2].replace("test_", "", 1).replace("_", "-")
-    return PlaybookRunner(collections_path, bare_python, database, tmp_path_factory.mktemp(prefix), prefix)
+    return PlaybookRunner(collections_path, bare_python, database, tmp_path_factory.mktemp(prefix), prefix,
+                          uses_real_hasher(request.node))
 
 
 @pytest.fixture
 def role_playbook(collections_path, bare_python, tmp_path, request):
     """A runner for playbooks that need no test database of their own (the roles' behaviour)."""
     prefix = request.node.originalname.replace("_", "-")
-    return PlaybookRunner(collections_path, bare_python, {"backend": "none"}, tmp_path, prefix)
+    return PlaybookRunner(collections_path, bare_python, {"backend": "none"}, tmp_path, prefix,
+                          uses_real_hasher(request.node))
 
 
 # The token_cleanup jobs' user, interpreter and scratch space, shared by the role tests; root's victims.

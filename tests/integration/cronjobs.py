@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning import DJANGO_PROJECT, migrate, provisioned_database
+from provisioning import DJANGO_PROJECT, migrate, provisioned_database, system_user
 
 APP_USER = "oauthops-cron-test"
 PROJECT_PYTHON = sys.executable
@@ -62,15 +62,8 @@ COUNT_ROWS = (
 def app_user():
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid())
-    try:
-        return pwd.getpwnam(APP_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", APP_USER],
-            check=True,
-        )
-        return pwd.getpwnam(APP_USER)
+    return system_user(APP_USER, "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                       "--shell", "/usr/sbin/nologin")
 
 
 def as_user(user, argv):

@@ -4,9 +4,8 @@
 cell's three interpreters. pytest runs in the cell's project virtualenv (its Django and DOT), as
 tests/integration runs in the dev one, so the integration fixtures apply unchanged and this
 interpreter is the project Python that the modules and the cron job start. The cell names the other
-two: the controller's ansible-playbook (OAUTHOPS_MATRIX_ANSIBLE_PLAYBOOK) and the interpreter Ansible
-runs the modules with (OAUTHOPS_MATRIX_TARGET_PYTHON, a bare virtualenv without Django). The database
-is SQLite.
+two: the controller's ansible-playbook (--ansible-playbook) and the interpreter Ansible runs the
+modules with (--target-python, a bare virtualenv without Django). The database is SQLite.
 
 What the cleanup should delete is never written down per DOT release: the seeded database is copied,
 DOT's own `manage.py cleartokens` (clear_expired()) runs on the copy, and the module and the
@@ -41,10 +40,8 @@ from cronjobs import (
 from provisioning import DJANGO_PROJECT, migrate, provisioned_database
 from secret_leaks import check_masking
 
-ANSIBLE_PLAYBOOK = os.environ.get("OAUTHOPS_MATRIX_ANSIBLE_PLAYBOOK")
-TARGET_PYTHON = os.environ.get("OAUTHOPS_MATRIX_TARGET_PYTHON")
-if not (ANSIBLE_PLAYBOOK and TARGET_PYTHON):
-    pytest.fail("matrix_cell.py runs inside a cell of tests/tools/run-matrix (make matrix)", pytrace=False)
+# The database fixture below is this file's own: SQLite, not one per --backend.
+OWN_DATABASE_FIXTURE = True
 
 TOKEN_TABLES = {
     "AccessToken": "oauth2_provider_accesstoken",
@@ -64,11 +61,25 @@ CATEGORIES = {
 # -- the cell's interpreters and database, in place of the integration ones ---------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cell(pytestconfig):
+    """The cell's controller (--ansible-playbook) and target interpreter (--target-python)."""
+    controller, target = pytestconfig.getoption("ansible_playbook"), pytestconfig.getoption("target_python")
+    if not (controller and target):
+        pytest.fail("matrix_cell.py runs inside a cell of tests/tools/run-matrix (make matrix), which passes "
+                    "--ansible-playbook and --target-python", pytrace=False)
+    CELL.update(ansible_playbook=controller, target_python=target)
+    return CELL
+
+
+CELL = {}
+
+
 @pytest.fixture(scope="session")
-def bare_python():
-    probe = subprocess.run([TARGET_PYTHON, "-c", "import django"], capture_output=True, check=False)
+def bare_python(cell):
+    probe = subprocess.run([cell["target_python"], "-c", "import django"], capture_output=True, check=False)
     assert probe.returncode != 0, "the target interpreter must not see Django"
-    return TARGET_PYTHON
+    return cell["target_python"]
 
 
 @pytest.fixture(scope="session")
@@ -79,14 +90,14 @@ def database(tmp_path_factory):
 
 
 @pytest.fixture
-def playbook(playbook):
-    playbook.ansible_playbook = ANSIBLE_PLAYBOOK
+def playbook(playbook, cell):
+    playbook.ansible_playbook = cell["ansible_playbook"]
     return playbook
 
 
 @pytest.fixture
-def role_playbook(role_playbook):
-    role_playbook.ansible_playbook = ANSIBLE_PLAYBOOK
+def role_playbook(role_playbook, cell):
+    role_playbook.ansible_playbook = cell["ansible_playbook"]
     return role_playbook
 
 
@@ -145,7 +156,7 @@ def test_application_set(playbook):
 
 def controller_version():
     """(major, minor) of the cell's ansible-core, from `ansible-playbook --version` ("ansible-playbook [core 2.18.1]")."""
-    completed = subprocess.run([ANSIBLE_PLAYBOOK, "--version"], capture_output=True, text=True, check=True)
+    completed = subprocess.run([CELL["ansible_playbook"], "--version"], capture_output=True, text=True, check=True)
     return tuple(int(part) for part in re.search(r"core (\d+)\.(\d+)", completed.stdout).groups())
 
 

@@ -3,11 +3,10 @@ runs: random sets, each converged by oauth_applications in check mode, for real 
 must predict the real run item by item, and the second run must change nothing.
 
 The sets come from a seeded random generator: the seed is printed and named in every assertion, and
-OAUTHOPS_PROPERTY_SEED replays it. The sets share five client_ids, so each meets the rows the earlier
+--property-seed replays it. The sets share five client_ids, so each meets the rows the earlier
 ones left (creates, updates, deletions, exclusive mode narrowed to this test's prefix).
 """
 
-import os
 import random
 
 from provisioning import application_spec
@@ -76,9 +75,11 @@ def random_sets(seed, prefix):
     return cases
 
 
-def test_random_sets_converge_once_and_check_mode_predicts(playbook):
-    seed = int(os.environ.get("OAUTHOPS_PROPERTY_SEED") or random.SystemRandom().randrange(2**32))
-    print("random sets from seed %d (OAUTHOPS_PROPERTY_SEED=%d replays them)" % (seed, seed))
+def test_random_sets_converge_once_and_check_mode_predicts(playbook, pytestconfig):
+    seed = pytestconfig.getoption("property_seed")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+    print("random sets from seed %d (--property-seed %d replays them)" % (seed, seed))
     output = playbook.run("application_properties.yml", {"cases": random_sets(seed, playbook.prefix)})
     assert "Traceback" not in output
     assert output.count("TASK [Check mode predicted the real run; the second run changed nothing]") == SETS

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cronjobs import KEPT_ROWS, inventory, job_vars, log_entries, seed_tokens, sqlite_database, token_rows
+from provisioning import machine_lock
 
 CRON = shutil.which("cron") or "/usr/sbin/cron"
 SENDMAIL = Path("/usr/sbin/sendmail")
@@ -45,18 +46,19 @@ def mailbox(scratch):
 def cron_daemon():
     if not os.access(CRON, os.X_OK):
         pytest.fail("no cron daemon at %s: apt-get install -y --no-install-recommends cron" % CRON)
-    running = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False)
-    if running.returncode == 0:
-        pytest.fail("a cron daemon is already running (pid %s); stop it first" % running.stdout.decode().split())
+    with machine_lock("cron-daemon"):  # one test session at a time owns the daemon and /etc/cron.d
+        running = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False)
+        if running.returncode == 0:
+            pytest.fail("a cron daemon is already running (pid %s); stop it first" % running.stdout.decode().split())
 
-    def start():
-        return subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        def start():
+            return subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    processes = []
-    yield lambda: processes.append(start()) or processes[-1]
-    for process in processes:
-        process.terminate()
-        process.wait(10)
+        processes = []
+        yield lambda: processes.append(start()) or processes[-1]
+        for process in processes:
+            process.terminate()
+            process.wait(10)
 
 
 def wait_for(predicate, timeout, what):

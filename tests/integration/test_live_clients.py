@@ -23,6 +23,10 @@ from requests_oauthlib import OAuth2Session
 
 from provisioning import DJANGO_PROJECT
 
+# DOT's own token endpoint verifies the secrets the module stored: with the project's default hasher
+# (PBKDF2), as in production.
+pytestmark = pytest.mark.real_hasher
+
 TIMEOUT = 10  # seconds for one HTTP request to the loopback server
 REFUSED = (401, 403)  # DOT's ProtectedResourceView answers 403; its RFC 6750 variant 401
 REDIRECT_URI = "https://spa.example.com/callback"  # never served: the test reads the code from the redirect

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from provisioning import DJANGO_PROJECT, migrate
 
 
@@ -49,6 +51,7 @@ def assert_only_in_its_client_secret_key(output, result, secret):
     assert secret not in json.dumps(rest), "the generated secret leaked into the result beside client_secret"
 
 
+@pytest.mark.real_hasher
 def test_secrets_never_reach_the_output(playbook):
     declared = {
         "first_secret": playbook.prefix + "-Ff1rst-s3cret",

@@ -1,8 +1,11 @@
 """oauth_applications (the whole set in one task) and extra_fields through real ansible-playbook runs."""
 
+import pytest
+
 from provisioning import migrate
 
 
+@pytest.mark.real_hasher
 def test_application_set(playbook):
     web_secret = playbook.prefix + "-W3b-s3cret-value"
     output = playbook.run("application_set.yml", {"web_secret": web_secret}, "-vvv", "--diff")

@@ -37,7 +37,7 @@ from cronjobs import (
     start_as_cron,
     token_rows,
 )
-from provisioning import DJANGO_PROJECT, migrate
+from provisioning import DJANGO_PROJECT, machine_lock, migrate, system_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
     "these tests attack the role as it runs in production, as root against an unprivileged user "
@@ -164,15 +164,8 @@ def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal
 
 @pytest.fixture(scope="session")
 def gid0_user():
-    try:
-        return pwd.getpwnam(GID0_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--gid", "0", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", GID0_USER],
-            check=True,
-        )
-        return pwd.getpwnam(GID0_USER)
+    return system_user(GID0_USER, "--gid", "0", "--no-create-home", "--home-dir", "/nonexistent",
+                       "--shell", "/usr/sbin/nologin")
 
 
 INJECTIONS = [
@@ -409,11 +402,12 @@ def root_project(scratch):
 
 @pytest.fixture(scope="session")
 def pair_group(app_user):
-    try:
-        return grp.getgrnam(PAIR_GROUP)
-    except KeyError:
-        subprocess.run(["groupadd", "--system", "--users", "%s,daemon" % app_user.pw_name, PAIR_GROUP], check=True)
-        return grp.getgrnam(PAIR_GROUP)
+    with machine_lock("users"):
+        try:
+            return grp.getgrnam(PAIR_GROUP)
+        except KeyError:
+            subprocess.run(["groupadd", "--system", "--users", "%s,daemon" % app_user.pw_name, PAIR_GROUP], check=True)
+            return grp.getgrnam(PAIR_GROUP)
 
 
 def chown_tree(path, user):

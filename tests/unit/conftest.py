@@ -1,5 +1,11 @@
-"""The Django side in-process, on a real database of the backend named by
-OAUTHOPS_UNIT_BACKEND (default sqlite), with the exact package the bridge ships."""
+"""The Django side in-process, on a real database of the backend --backend names (one per session,
+default sqlite), with the exact package the bridge ships.
+
+Django is set up once per process, so the backend and the project's model variant (--models) are fixed
+for a session. A test runs in the sessions its `models` marker names (unmarked: stock models only), so
+`pytest tests/unit --models custom-user` runs exactly the tests that variant is for. Client secrets hash
+with MD5 unless the test is marked real_hasher (or --hasher real).
+"""
 
 import os
 import shutil
@@ -7,7 +13,14 @@ import sys
 
 import pytest
 
-from provisioning import DJANGO_PROJECT, REPO, provisioned_database
+from provisioning import DJANGO_PROJECT, REPO, provisioned_database, selected_backends, uses_real_hasher
+
+# What each --models variant asks of the project's settings (before its first migration).
+MODEL_VARIABLES = {
+    "stock": {},
+    "custom-user": {"OAUTHOPS_TEST_CUSTOM_USER": "1", "OAUTHOPS_TEST_SWAPPED_APPLICATION": "1"},
+    "swapped-tokens": {"OAUTHOPS_TEST_SWAPPED_TOKENS": "1"},
+}
 
 SIDE_FILES = (
     "_django_side.py",
@@ -29,11 +42,41 @@ def ship_side_package(directory):
     return directory
 
 
+def session_backend(config):
+    """The one backend of this session."""
+    backends = selected_backends(config, default=["sqlite"])
+    if len(backends) != 1:
+        raise pytest.UsageError(
+            "unit tests set Django up once per process, so a session runs on one backend: --backend %s "
+            "(tests/tools/suite runs every backend, side by side)" % backends[0]
+        )
+    return backends[0]
+
+
+def pytest_configure(config):
+    config.oauthops_unit_backend = session_backend(config)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests meant for this session's model variant."""
+    variant = config.getoption("models")
+    kept, deselected = [], []
+    for item in items:
+        marker = item.get_closest_marker("models")
+        (kept if variant in (marker.args if marker else ("stock",)) else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
-def django_database(tmp_path_factory):
-    backend = os.environ.get("OAUTHOPS_UNIT_BACKEND", "sqlite")
+def django_database(tmp_path_factory, pytestconfig):
+    backend = pytestconfig.oauthops_unit_backend
     with provisioned_database(backend, tmp_path_factory.mktemp("db")) as env:
         os.environ.update(env)
+        os.environ.update(MODEL_VARIABLES[pytestconfig.getoption("models")])
+        if pytestconfig.getoption("hasher") == "fast":
+            os.environ["OAUTHOPS_TEST_FAST_HASHER"] = "1"
         os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
         sys.path[:0] = [str(DJANGO_PROJECT), str(ship_side_package(tmp_path_factory.mktemp("side")))]
         import django
@@ -45,6 +88,19 @@ def django_database(tmp_path_factory):
         from django.db import connections
 
         connections.close_all()
+
+
+@pytest.fixture(autouse=True)
+def hasher(request):
+    """The project's default hashers (PBKDF2 first) for a test marked real_hasher; else the session's."""
+    if not uses_real_hasher(request.node):
+        yield "fast" if os.environ.get("OAUTHOPS_TEST_FAST_HASHER") else "real"
+        return
+    from django.conf import global_settings
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=global_settings.PASSWORD_HASHERS):
+        yield "real"
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +128,12 @@ def pytest_sessionfinish(session, exitstatus):
     import token_graphs
 
     exercised = token_graphs.exercised
-    whole_file = not narrowed and not any(DIFFERENTIAL_FILE + "::" in arg for arg in session.config.args)
+    whole_file = (
+        not narrowed
+        and not any(DIFFERENTIAL_FILE + "::" in arg for arg in session.config.args)
+        and not session.config.getoption("keyword")
+        and not session.config.getoption("markexpr")
+    )
     if exitstatus != 0 or not whole_file or not exercised.cases:
         return
     from datetime import datetime, timezone

@@ -32,6 +32,9 @@ from hypothesis import strategies as st
 
 from provisioning import application_spec
 
+# Also on a user model that logs in by email and a swapped application model (--models custom-user).
+pytestmark = pytest.mark.models("stock", "custom-user")
+
 CLIENT_IDS = ("app-a", "app-b", "app-c", "app-d", "app-e")
 SECRETS = ("first-declared-secret", "second-declared-secret", "third-declared-secret")
 USERS = ("alice@example.com", "bob@example.com", "carol@example.com")

@@ -6,6 +6,9 @@ swapped (swappedapp.PartnerApplication, with a field of its own) and whose user 
 
 import pytest
 
+# Also on a user model that logs in by email and a swapped application model (--models custom-user).
+pytestmark = pytest.mark.models("stock", "custom-user")
+
 
 def side():
     from oauthops_django_side import _django_application_set, _django_applications, _django_side
@@ -64,6 +67,7 @@ def by_id(result):
     return dict((entry["client_id"], entry) for entry in result["results"])
 
 
+@pytest.mark.real_hasher
 def test_the_set_converges_once_and_then_is_unchanged():
     declared = [item("a", name="A"), item("b", client_secret="b-secret-1"), item("c", state="absent")]
     first = converge_set(declared)

@@ -11,10 +11,10 @@ Every case must be worth something: it deletes some rows and keeps some, and a r
 whole file must see each category that the installed rule set has delete rows somewhere
 (token_graphs.exercised, checked at the end of the session by tests/unit/conftest.py).
 
-Runs on the backend named by OAUTHOPS_UNIT_BACKEND and against whatever DOT is installed:
-tests/tools/run-unit runs it on every backend, for every DOT release in
-PROVEN_IMPLEMENTATIONS, and on a project with swapped token models.
-OAUTHOPS_RANDOM_GRAPHS sets how many random graphs to try (default 120).
+Runs on the session's backend (--backend) and against whatever DOT is installed: tests/tools/suite
+runs it on every backend, for every DOT release in PROVEN_IMPLEMENTATIONS, and on a project with
+swapped token models (--models swapped-tokens). --random-graphs N sets how many random graphs to try
+(default 120).
 """
 
 import contextlib
@@ -36,6 +36,9 @@ import token_graphs as graphs
 
 from provisioning import DJANGO_PROJECT
 
+# Also on swapped access and refresh token models with non-integer keys (--models swapped-tokens).
+pytestmark = pytest.mark.models("stock", "swapped-tokens")
+
 NOW = datetime(2031, 5, 17, 12, 0, 0, 500000, tzinfo=dt_timezone.utc)
 BATCH_SIZES = (1, 2, 3, 7, 10000)
 DOT_LOG_LINES = {
@@ -52,7 +55,6 @@ REUSE_CHOICES = (False, True)
 SETTINGS_COMBINATIONS = [
     (expire, grace, reuse) for expire in EXPIRE_CHOICES for grace in GRACE_CHOICES for reuse in REUSE_CHOICES
 ]
-RANDOM_GRAPHS = int(os.environ.get("OAUTHOPS_RANDOM_GRAPHS", "120"))
 
 
 def engine_modules():
@@ -179,7 +181,11 @@ def test_differential_settings_combinations(differential, dot_settings, combinat
     differential.check(batch_size=BATCH_SIZES[seed % len(BATCH_SIZES)])
 
 
-@pytest.mark.parametrize("seed", range(RANDOM_GRAPHS))
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.name == "test_differential_random_graphs":
+        metafunc.parametrize("seed", range(metafunc.config.getoption("random_graphs")))
+
+
 def test_differential_random_graphs(differential, dot_settings, seed):
     rng = random.Random(seed)
     expire = rng.choice(EXPIRE_CHOICES + (0, 1, timedelta(0)))
@@ -366,17 +372,17 @@ def pushed_authorization_requests(now):
     return 2
 
 
-def test_the_installed_clear_expired_decides_the_rules(differential, dot_settings, monkeypatch):
+def test_the_installed_clear_expired_decides_the_rules(differential, dot_settings, monkeypatch, pytestconfig):
     """The engine goes by the installed clear_expired(), not by DOT's version string.
 
     A DOT release the differential tests run on has the fingerprint recorded for it and gets its
     rule set. test_cleanup_implementations.py runs this test again against DOTs that say 3.4.1 and
-    are not (a patched copy, DOT's main branch) with OAUTHOPS_EXPECT_RULES=clear_expired: there the
+    are not (a patched copy, DOT's main branch) with --expect-rules clear_expired: there the
     engine must run that clear_expired() itself, where the rules of 3.4.1 would have gone wrong.
     """
     cleanup, rules = engine_modules()[1:]
     version, fingerprint = rules.installed_dot_version(), rules.installed_clear_expired_fingerprint()
-    expected_rules = os.environ.get("OAUTHOPS_EXPECT_RULES")
+    expected_rules = pytestconfig.getoption("expect_rules")
     if expected_rules is None:
         recorded = {on: proven for proven, unused, on, unused_releases in rules.PROVEN_IMPLEMENTATIONS}
         if version in recorded:

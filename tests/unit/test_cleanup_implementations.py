@@ -4,7 +4,7 @@ Its rules are used only for a clear_expired() whose fingerprint is one the diffe
 proved (PROVEN_IMPLEMENTATIONS); anything else runs DOT's own function. Here: how versions and
 fingerprints map to rule sets, what the fingerprint ignores and what it does not, that it is the
 same on every Python, and two real DOTs that say 3.4.1 and are not the proven one: a patched copy
-of the installed DOT, and DOT's main branch (when OAUTHOPS_DOT_SOURCE points at it). Those two run
+of the installed DOT, and DOT's main branch (when --dot-source points at it). Those two run
 test_the_installed_clear_expired_decides_the_rules in an interpreter of their own, on this
 session's backend and a database of their own.
 """
@@ -161,11 +161,13 @@ def test_the_fingerprint_is_the_same_on_every_python():
         assert printed == expected, "Python %s computes %s" % (python, printed)
 
 
-def run_installed_test(python, **env):
-    """test_the_installed_clear_expired_decides_the_rules in `python`, expecting DOT's own clear_expired()."""
-    child_env = dict(os.environ, OAUTHOPS_EXPECT_RULES="clear_expired", **env)
+def run_installed_test(config, python, **env):
+    """test_the_installed_clear_expired_decides_the_rules in `python`, on this session's backend, expecting
+    DOT's own clear_expired()."""
+    child_env = dict(os.environ, **env)
     completed = subprocess.run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", INSTALLED_TEST],
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--backend", config.oauthops_unit_backend,
+         "--expect-rules", "clear_expired", INSTALLED_TEST],
         cwd=REPO,
         env=child_env,
         capture_output=True,
@@ -177,7 +179,7 @@ def run_installed_test(python, **env):
     assert completed.returncode == 0 and "1 passed" in completed.stdout, output[-6000:]
 
 
-def test_a_patched_dot_that_still_says_3_4_1_runs_its_own_clear_expired(tmp_path):
+def test_a_patched_dot_that_still_says_3_4_1_runs_its_own_clear_expired(tmp_path, pytestconfig):
     import oauth2_provider
 
     rules = side()[2]
@@ -193,14 +195,14 @@ def test_a_patched_dot_that_still_says_3_4_1_runs_its_own_clear_expired(tmp_path
     assert source.count(PATCH[0]) == 1, "the line to patch is not in the installed DOT's clear_expired()"
     models.write_text(source.replace(*PATCH), encoding="utf-8")
     assert rules.rule_set_for(rules.source_fingerprint(models.read_text(encoding="utf-8"), "clear_expired")) is None
-    run_installed_test(sys.executable, PYTHONPATH=str(copy.parent))
+    run_installed_test(pytestconfig, sys.executable, PYTHONPATH=str(copy.parent))
 
 
-def test_dots_main_branch_runs_its_own_clear_expired():
-    source = os.environ.get("OAUTHOPS_DOT_SOURCE")
+def test_dots_main_branch_runs_its_own_clear_expired(pytestconfig):
+    source = pytestconfig.getoption("dot_source")
     if not source:
         pytest.skip(
-            "set OAUTHOPS_DOT_SOURCE to DOT's main branch (a source tree or a git repository) to run "
+            "run with --dot-source DIR, DIR DOT's main branch (a source tree or a git repository) to run "
             "this; CI cannot fetch it (no GitHub access), so there the fallback is proven on a patched "
             "3.4.1 instead"
         )
@@ -213,4 +215,4 @@ def test_dots_main_branch_runs_its_own_clear_expired():
         check=False,
     )
     assert built.returncode == 0, built.stderr[-4000:]
-    run_installed_test(built.stdout.strip().splitlines()[-1])
+    run_installed_test(pytestconfig, built.stdout.strip().splitlines()[-1])

@@ -14,7 +14,6 @@ import pytest
 from conftest import ship_side_package
 from provisioning import DJANGO_PROJECT, provisioned_database
 
-BACKEND = os.environ.get("OAUTHOPS_UNIT_BACKEND", "sqlite")
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migration_probe.py")
 
 
@@ -77,11 +76,12 @@ def test_one_migration_rolled_back_is_named_alone():
 
 
 def probe(tmp_path, steps, settings="testproject.settings", extra_path=(), **env):
-    """Run migration_probe.py on a fresh database of this backend."""
+    """Run migration_probe.py on a fresh database of this session's backend."""
     side_dir = tmp_path / "side"
     side_dir.mkdir()
     ship_side_package(side_dir)
-    with provisioned_database(BACKEND, tmp_path) as db_env:
+    # The session fixture (conftest.py) pointed the environment at this session's backend.
+    with provisioned_database(os.environ["OAUTHOPS_TEST_DB"], tmp_path) as db_env:
         run_env = dict(os.environ, **db_env, **env)
         run_env["DJANGO_SETTINGS_MODULE"] = settings
         run_env["PYTHONPATH"] = os.pathsep.join([str(DJANGO_PROJECT), str(side_dir)] + [str(p) for p in extra_path])

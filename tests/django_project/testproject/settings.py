@@ -1,9 +1,22 @@
 """Settings of the Django + DOT project that the tests and the demo run against.
 
-The database comes from the environment so one project serves every backend:
-OAUTHOPS_TEST_DB is sqlite (default), postgresql or mysql; OAUTHOPS_TEST_DB_NAME is
-the SQLite file or the database name; the server ones take OAUTHOPS_TEST_DB_HOST,
-_PORT, _USER and _PASSWORD.
+One project serves every backend and variant; the tests' fixtures choose them through the environment
+(the project is a child process of the tests, so this is the one place variables remain; a developer
+chooses with pytest options, see tests/conftest.py). Every variable the project reads:
+
+    OAUTHOPS_TEST_DB                 sqlite (default), postgresql or mysql
+    OAUTHOPS_TEST_DB_NAME            the SQLite file or the database name
+    OAUTHOPS_TEST_DB_HOST, _PORT, _USER, _PASSWORD   the server (postgresql, mysql)
+    OAUTHOPS_TEST_DATABASE_URL       parsed as dj-database-url would (a password's '/' reaches the error)
+    OAUTHOPS_TEST_BATCH_SIZE         DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE (default 10000)
+    OAUTHOPS_TEST_FAST_HASHER        MD5 hashes new client secrets (every default hasher still verifies)
+    OAUTHOPS_TEST_CUSTOM_USER        a user model that logs in by email (--models custom-user)
+    OAUTHOPS_TEST_SWAPPED_APPLICATION  an application model of the project's own (--models custom-user)
+    OAUTHOPS_TEST_SWAPPED_TOKENS     access and refresh token models swapped (--models swapped-tokens)
+    OAUTHOPS_TEST_NOISY_SETTINGS     settings that print, warn and log to stdout
+    OAUTHOPS_TEST_HOLD_UNTIL         hold a job after its lock until this file exists
+
+The model variants are fixed at a database's first migration: each session migrates a fresh database.
 
 The project also serves (tests/integration/test_live_clients.py): DOT's URLs under /o/, a login page
 and one protected view, see urls.py. Serving adds no app and so no migration: sessions live in signed
@@ -84,8 +97,11 @@ OAUTH2_PROVIDER = {
 }
 
 if os.environ.get("OAUTHOPS_TEST_FAST_HASHER"):
-    # Tests that converge many random sets: PBKDF2 takes a second per client secret hashed or checked.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # PBKDF2 takes ~0.4 s per client secret hashed or checked; tests that do not test hashing itself
+    # hash with MD5 (as DOT's own suite does). The default hashers follow, so a PBKDF2 hash still verifies.
+    from django.conf.global_settings import PASSWORD_HASHERS as _DEFAULT_HASHERS
+
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *_DEFAULT_HASHERS]
 
 if os.environ.get("OAUTHOPS_TEST_CUSTOM_USER"):
     # A user model that logs in by email (USERNAME_FIELD "email"). AUTH_USER_MODEL must be set
