@@ -235,4 +235,4 @@ bench: venv
 
 clean:
 	$(say) "removing .venv and tests/output"
-	rm -rf '$(VENV)' '$(OUTPUT)' .pytest_cache
+	rm -rf '$(VENV)' '$(VENV).lock' '$(OUTPUT)' .pytest_cache
