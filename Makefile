@@ -30,8 +30,8 @@ SANITY_TREE := $(OUTPUT)/collections/ansible_collections/oauthops/toolkit
 # a symlink: Ansible's collection loader follows it, and ansible-lint --offline installs nothing.
 CHECKOUT_COLLECTIONS := $(OUTPUT)/checkout-collections
 CHECKOUT_LINK := $(CHECKOUT_COLLECTIONS)/ansible_collections/oauthops/toolkit
-# The venv's tools come first (ansible-lint warns otherwise); new-venv gives find-python the
-# caller's PATH.
+# The venv's tools come first (ansible-lint warns otherwise); new-venv gives mkvenv the caller's
+# PATH.
 CALLER_PATH := $(PATH)
 export PATH := $(BIN):$(PATH)
 VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -65,26 +65,22 @@ help:
 system-packages:
 	tests/tools/system-packages $(SYSTEM_PACKAGES)
 
-# $(call new-venv,DIR): a new virtualenv in DIR (any old one removed) on the newest suitable Python
-# (find-python gets the caller's PATH so it never picks the python of a venv it is about to replace).
+# $(call new-venv,DIR,MKVENV ARGUMENTS): tests/tools/mkvenv builds DIR (uv; MKVENV_PIP=1 for pip) on the
+# newest Python >= 3.11 found, $PYTHON first, or reuses it while its stamp (interpreter, requirements,
+# requirement files' contents) matches. mkvenv gets the caller's PATH so that it never picks the
+# python of a venv it is about to replace.
 define new-venv
-python="$$(PATH='$(CALLER_PATH)' tests/tools/find-python)"; \
-    echo "using $$python ($$("$$python" --version))"; \
-    rm -rf '$(1)'; \
-    "$$python" -m venv '$(1)'
-'$(1)/bin/python' -m pip install --quiet --upgrade pip
+PATH='$(CALLER_PATH)' tests/tools/mkvenv '$(1)' --python 3.11+ $${PYTHON:+--prefer "$$PYTHON"} $(2)
 endef
 
 venv: $(STAMP)
 
-# Rebuilt from scratch when a requirements file changes, so a removed requirement goes away too.
-# mysqlclient compiles, hence the system packages first.
+# Rebuilt from scratch when a requirements file's content changes (mkvenv's stamp), so a removed
+# requirement goes away too. mysqlclient compiles, hence the system packages first.
 $(STAMP): requirements-test.txt requirements-demo.txt meta/ee-requirements.txt
 	tests/tools/system-packages $(SYSTEM_PACKAGES)
 	$(say) "creating .venv from requirements-test.txt"
-	$(call new-venv,$(VENV))
-	$(BIN)/python -m pip install --quiet --requirement requirements-test.txt
-	$(BIN)/python -m pip check
+	$(call new-venv,$(VENV),--requirement requirements-test.txt)
 	$(BIN)/python -m pip list --format=freeze 2>/dev/null \
 	    | grep -iE '^(ansible-core|ansible-lint|django|django-oauth-toolkit|galaxy[-_]importer)=='
 	touch '$@'
@@ -202,9 +198,7 @@ test: system-packages
 # compile (or need headers) fails here, on every machine, instead of on a newcomer's.
 $(DEMO_STAMP): requirements-demo.txt meta/ee-requirements.txt
 	$(say) "creating $(DEMO_VENV) from requirements-demo.txt (wheels only)"
-	$(call new-venv,$(DEMO_VENV))
-	$(DEMO_VENV)/bin/python -m pip install --quiet --only-binary :all: --requirement requirements-demo.txt
-	$(DEMO_VENV)/bin/python -m pip check
+	$(call new-venv,$(DEMO_VENV),--only-binary --requirement requirements-demo.txt)
 	$(DEMO_VENV)/bin/python -m pip list --format=freeze 2>/dev/null \
 	    | grep -iE '^(ansible-core|django|django-oauth-toolkit)=='
 	touch '$@'
@@ -241,4 +235,4 @@ bench: venv
 
 clean:
 	$(say) "removing .venv and tests/output"
-	rm -rf '$(VENV)' '$(OUTPUT)' .pytest_cache
+	rm -rf '$(VENV)' '$(VENV).lock' '$(OUTPUT)' .pytest_cache

@@ -34,6 +34,7 @@ APP_USER = "oauthops-app-test"
 APP_HOME = Path("/srv/oauthops-app-test")
 SUDOERS = Path("/etc/sudoers.d") / DEPLOY_USER
 SYSTEM_PYTHON = "/usr/bin/python3"
+MKVENV = REPO / "tests" / "tools" / "mkvenv"
 SSHD = "/usr/sbin/sshd"
 # What the application's virtualenv gets from PyPI: the newest Django for the system Python, and
 # the DOT release whose clear_expired() the expected counts of cronjobs.py are written for.
@@ -130,9 +131,26 @@ class AppSite:
         return self.root / host / "project"
 
     def build_venv(self):
-        as_app(self.user, [SYSTEM_PYTHON, "-m", "venv", str(self.venv)])
-        as_app(self.user, [self.python, "-m", "pip", "install", "--quiet", "--no-cache-dir",
-                           "--disable-pip-version-check"] + list(APP_REQUIREMENTS), timeout=600)
+        """The user builds it, with tests/tools/mkvenv and uv copied where they can run them but not change them.
+
+        uv's cache is theirs (UV_CACHE_DIR in their home); MKVENV_PIP=1 builds with pip instead.
+        """
+        tools = self.root.parent / "tools"
+        tools.mkdir(mode=0o755)
+        mkvenv = tools / "mkvenv"
+        shutil.copy(MKVENV, mkvenv)
+        argv = [SYSTEM_PYTHON, str(mkvenv), str(self.venv), "--python", SYSTEM_PYTHON]
+        env = {}
+        if os.environ.get("MKVENV_PIP", "") not in ("", "0"):
+            argv.append("--pip")
+        else:
+            uv = tools / "uv"
+            shutil.copy(run([str(MKVENV), "--print-uv"]).strip(), uv)
+            argv += ["--uv", str(uv)]
+            env["UV_CACHE_DIR"] = os.path.join(self.user.pw_dir, ".cache", "uv")
+        for path in tools.iterdir():
+            path.chmod(0o755)
+        as_app(self.user, argv + list(APP_REQUIREMENTS), env=env, timeout=600)
         return json.loads(as_app(self.user, [self.python, "-c", (
             "import json, platform, django, oauth2_provider; print(json.dumps({'python': platform.python_version(), "
             "'django': django.get_version(), 'dot': oauth2_provider.__version__}))")]))
