@@ -44,18 +44,19 @@ help:
 	@echo 'make system-packages'
 	@echo '                  check the Debian packages make test needs; as root with apt, install them'
 	@echo 'make venv         create .venv (newest Python >= 3.11 found, or PYTHON=...) from requirements-test.txt'
-	@echo 'make unit         pytest tests/unit on each backend, and the cleanup differential tests on every'
-	@echo '                  other DOT release they prove (OAUTHOPS_DOT_SOURCE=DIR: also DOT main, see README)'
-	@echo 'make integration  pytest tests/integration  (PYTEST_ADDOPTS is passed through)'
+	@echo 'make unit         pytest tests/unit on each backend and model variant, and the cleanup differential'
+	@echo '                  tests on every other DOT release they prove: sessions side by side (tests/tools/suite)'
+	@echo 'make integration  pytest tests/integration: one session per backend, one per file of the rest'
 	@echo 'make hosts        pytest tests/hosts: the installed tarball over SSH (loopback sshd), become_user; root only'
-	@echo 'make matrix       modules, cleanup and cron job on every supported stack (MATRIX_CELLS=name... for some)'
+	@echo 'make matrix       modules, cleanup and cron job on every supported stack, cells side by side'
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
 	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
 	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint'
 	@echo 'make lint         ansible-lint --profile production'
-	@echo 'make test         system-packages, venv, then unit integration matrix hosts sanity build ee docs-lint lint;'
-	@echo '                  stops at the first failure'
+	@echo 'make test         system-packages, venv, then every step above side by side (tests/tools/suite), a table'
+	@echo '                  of each step'"'"'s time and tests at the end; stops at the first failure'
+	@echo '                  (SUITE_ARGS="--jobs N --keep-going"; PYTEST_ADDOPTS reaches every pytest session)'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup(); 200 applications:'
@@ -85,33 +86,26 @@ $(STAMP): requirements-test.txt requirements-demo.txt meta/ee-requirements.txt
 	    | grep -iE '^(ansible-core|ansible-lint|django|django-oauth-toolkit|galaxy[-_]importer)=='
 	touch '$@'
 
-# Django is set up once per process, so each backend is its own pytest session. The differential
-# cleanup tests also run against each other DOT release whose clear_expired() the engine has rules
-# for (PROVEN_IMPLEMENTATIONS in plugins/module_utils/_django_cleanup_rules.py): 3.4.1 is the venv's.
-PROVEN_DOT_RELEASES := 2.2.0 2.4.0 3.4.0
+# The test steps run through tests/tools/suite: each is a set of jobs (a pytest session per backend,
+# model variant and DOT release; a job per matrix cell; ...) run side by side, with a per-step table at
+# the end. `tests/tools/suite --list` shows every job's command line, to run one by hand. SUITE_ARGS
+# passes options on (--jobs N, --keep-going, --require-backends; CI=true implies the last).
+SUITE = $(BIN)/python tests/tools/suite $(SUITE_ARGS)
 
 unit: venv
-	$(say) "unit tests on SQLite, PostgreSQL and MariaDB"
-	UNIT_PYTHON='$(BIN)/python' tests/tools/run-unit
-	@for release in $(PROVEN_DOT_RELEASES); do \
-	    printf '\n==> %s\n' "differential cleanup tests against DOT $$release (its own virtualenv)"; \
-	    tests/tools/run-unit --dot "$$release" || exit 1; \
-	done
+	$(SUITE) unit
 
 integration: venv
-	$(say) "integration tests: pytest tests/integration"
-	$(BIN)/python -m pytest tests/integration
+	$(SUITE) integration
 
-# Needs root (it creates users, a sudo rule and /etc/cron.d files), openssh-server, sudo and acl.
+# Needs root (it creates users, a sudo rule and /srv/oauthops-hosts-*), openssh-server, sudo and acl.
 hosts: venv
-	$(say) "hosts tests: the installed tarball over a loopback sshd, as the application user"
-	$(BIN)/python -m pytest tests/hosts
+	$(SUITE) hosts
 
-# Each cell builds its own virtualenvs under tests/output/matrix (once) from pyenv's or PATH's Pythons,
-# so it needs no .venv; `tests/tools/run-matrix --list` shows the cells.
-matrix:
-	$(say) "version matrix: controllers, target Pythons and Django/DOT stacks, on SQLite"
-	tests/tools/run-matrix $(MATRIX_CELLS)
+# Each cell builds its own virtualenvs under tests/output/matrix (once) from pyenv's or PATH's Pythons;
+# `tests/tools/run-matrix --list` shows the cells, `tests/tools/run-matrix CELL` runs one.
+matrix: venv
+	$(SUITE) matrix
 
 sanity: venv
 	$(say) "copying the collection's files (git ls-files, untracked included) to $(SANITY_TREE)"
@@ -181,18 +175,10 @@ lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
 	ANSIBLE_COLLECTIONS_PATH='$(CHECKOUT_COLLECTIONS)' $(BIN)/ansible-lint --profile production
 
-TEST_STEPS := unit integration matrix hosts sanity build ee docs-lint lint
-
-# Sub-makes run one at a time, in this order, and the first failure stops the run.
+# Every step side by side (tests/tools/suite); the first failure stops new jobs from starting.
 test: system-packages
 	@$(MAKE) --no-print-directory venv
-	@for target in $(TEST_STEPS); do \
-	    start=$$SECONDS; \
-	    $(MAKE) --no-print-directory "$$target" \
-	        || { printf '\n*** make test: %s FAILED (see above) ***\n' "$$target" >&2; exit 1; }; \
-	    printf '==> %s passed in %d s\n' "$$target" "$$((SECONDS - start))"; \
-	done
-	$(say) "make test: $(TEST_STEPS) all passed"
+	$(SUITE)
 
 # Wheels only: the demo promises a machine with nothing but Python, and a requirement that would
 # compile (or need headers) fails here, on every machine, instead of on a newcomer's.

@@ -1,6 +1,6 @@
 """oauth_applications (a whole set in one transaction) and extra_fields, in-process against a real database.
 
-tests/tools/run-unit runs this file a second time per backend on a project whose application model is
+The suite runs this file a second time per backend (--models custom-user) on a project whose application model is
 swapped (swappedapp.PartnerApplication, with a field of its own) and whose user model logs in by email.
 """
 

@@ -207,7 +207,7 @@ def test_dots_main_branch_runs_its_own_clear_expired(pytestconfig):
             "3.4.1 instead"
         )
     built = subprocess.run(
-        [str(REPO / "tests" / "tools" / "run-unit"), "--dot", source, "--venv-only"],
+        [str(REPO / "tests" / "tools" / "dot-venv"), source],
         cwd=REPO,
         capture_output=True,
         text=True,
