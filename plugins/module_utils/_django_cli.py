@@ -39,18 +39,11 @@ import tempfile
 import time
 import warnings
 
-from ._django_side import (
-    OperationError,
-    apply_env_file,
-    database_error_message,
-    handle,
-    read_env_file,
-    read_small_file,
-    require_migrated,
-    scrub,
-    secret_values,
-    setup_django,
-)
+from . import _django_cleanup
+from ._django_core import OperationError, database_error_message
+from ._django_env import apply_env_file, read_env_file, read_small_file, scrub, secret_values
+from ._django_migrations import require_migrated
+from ._django_side import handle, setup_django
 
 ENGINES = ("oauthops", "cleartokens")
 BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
@@ -129,8 +122,6 @@ def prepare(args: argparse.Namespace) -> None:
 
 def run_cleartokens(database: str) -> dict:
     """DOT's own clear_expired(), counted the way the module counts it for a DOT release it does not know."""
-    from . import _django_cleanup
-
     setup_django(database)
     require_migrated(database, _django_cleanup._token_models())
     from django.db import DatabaseError

@@ -10,6 +10,9 @@ import pytest
 from provisioning import DJANGO_PROJECT, REPO, provisioned_database
 
 SIDE_FILES = (
+    "_django_core.py",
+    "_django_env.py",
+    "_django_migrations.py",
     "_django_side.py",
     "_django_applications.py",
     "_django_application_set.py",
