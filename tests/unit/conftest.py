@@ -18,7 +18,7 @@ SIDE_FILES = (
     "_django_application_set.py",
     "_django_cleanup.py",
     "_django_cleanup_rules.py",
-    "_django_cli.py",
+    "_django_cleanup_job.py",
 )
 
 

@@ -96,16 +96,16 @@ def test_urls_without_a_password_are_ordinary(url):
 
 
 def test_the_cron_job_scrubs_by_the_same_rule(tmp_path):
-    """_django_cli reads --env-json and --env-file and scrubs their secrets as the modules mask them."""
+    """_django_cleanup_job reads --env-json and --env-file and scrubs their secrets as the modules mask them."""
     import argparse
     import json
 
-    cli = importlib.import_module("oauthops_django_side._django_cli")
+    job = importlib.import_module("oauthops_django_side._django_cleanup_job")
     env_json = tmp_path / "environment.json"
     env_json.write_text(json.dumps({"DB_PASS": "json-pass-value", "REFRESH_TOKEN_GRACE_SECONDS": "0", "PORT": "5432"}))
     env_file = tmp_path / "project.env"
     env_file.write_text("MYSQL_PWD=file-pwd-value\nDATABASE_URL=postgres://u@h/db?password=url-pass-value\n")
-    found = cli.known_secrets(argparse.Namespace(env_json=str(env_json), env_file=str(env_file)))
+    found = job.known_secrets(argparse.Namespace(env_json=str(env_json), env_file=str(env_file)))
     assert {"json-pass-value", "file-pwd-value", "url-pass-value"} <= set(found)
     assert "5432" not in found
 
@@ -208,17 +208,17 @@ def test_env_file_dev_zero_is_refused_at_once():
 
 
 def test_the_cron_jobs_environment_file_has_the_same_bounds(tmp_path):
-    cli = importlib.import_module("oauthops_django_side._django_cli")
+    job = importlib.import_module("oauthops_django_side._django_cleanup_job")
     environment = tmp_path / "environment.json"
     environment.write_text('{"PADDING": "%s"}' % ("x" * ONE_MIB))
     with pytest.raises(core().OperationError) as error:
-        cli.load_environment(str(environment))
+        job.load_environment(str(environment))
     assert error.value.message == "the environment file %s is larger than 1 MiB" % environment
     with pytest.raises(core().OperationError) as error:
-        cli.load_environment("/dev/zero")
+        job.load_environment("/dev/zero")
     assert error.value.message == "the environment file /dev/zero is not a regular file"
     environment.write_text('{"DB_PASS": "s3cret", "PORT": 5432}')
-    assert cli.load_environment(str(environment)) == {"DB_PASS": "s3cret", "PORT": "5432"}
+    assert job.load_environment(str(environment)) == {"DB_PASS": "s3cret", "PORT": "5432"}
 
 
 def test_env_file_yields_to_the_environment_option_and_extends_sys_path(tmp_path, monkeypatch):

@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: oauthops.toolkit contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Command-line entry point of the Django side, for scheduled token cleanup.
+"""The scheduled job's entry point (cron runs it): one token cleanup per run, one line for the log.
 
 The token_cleanup role ships this file with the rest of the Django side (the package
 `oauthops_django_side`) to the managed host, and cron runs it as the application's user:
 
-    cd DIR && /usr/bin/flock -n DIR/cleanup.lock /srv/shop/venv/bin/python -m oauthops_django_side._django_cli \\
+    cd DIR && /usr/bin/flock -n DIR/cleanup.lock /srv/shop/venv/bin/python -m oauthops_django_side._django_cleanup_job \\
         --project-path /srv/shop --settings shop.settings --env-json DIR/environment.json [--env-file /srv/shop/.env] \\
         --log-file /var/log/oauthops-token-cleanup.log [--batch-size N] [--max-runtime S] ...
 
@@ -51,7 +51,7 @@ BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
 
 def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m oauthops_django_side._django_cli",
+        prog="python -m oauthops_django_side._django_cleanup_job",
         description="Delete expired and revoked Django OAuth Toolkit tokens; one summary line per run.",
     )
     parser.add_argument("--project-path", help="the Django project: working directory and first on sys.path")
