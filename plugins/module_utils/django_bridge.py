@@ -35,6 +35,7 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import (
     _django_application_set,
     _django_applications,
     _django_cleanup,
+    _django_cleanup_job,
     _django_cleanup_rules,
     _django_core,
     _django_env,
@@ -43,16 +44,19 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import (
 )
 
 SIDE_PACKAGE = "oauthops_django_side"
-SIDE_MODULES = (
-    _django_core,
-    _django_cleanup_rules,
-    _django_env,
-    _django_migrations,
-    _django_applications,
-    _django_cleanup,
-    _django_application_set,
-    _django_side,
+# The Django side is every plugins/module_utils/_django_*.py file: what the bridge ships on each run,
+# what the token_cleanup role copies (by that glob) and what the unit tests import. They are imported
+# above so that AnsiballZ packs them. By floor, bottom up: a file imports only files of lower floors,
+# and nothing of Ansible or of this file. tests/unit/test_side_layout.py checks the set and the floors.
+SIDE_FLOORS = (
+    (_django_core, _django_cleanup_rules),  # OperationError, Context; which rows DOT's clear_expired() deletes
+    (_django_env, _django_migrations),  # environment, env_file, the one secret rule; the pre-flight migrations check
+    (_django_applications, _django_cleanup),  # oauth_application(_info); oauth_token_cleanup's engine
+    (_django_application_set,),  # oauth_applications: oauth_application's plan for a whole set
+    (_django_side,),  # the modules' entry point: read the request, set Django up, OPERATIONS, answer
+    (_django_cleanup_job,),  # the scheduled job's entry point, which the role's cron line runs
 )
+SIDE_MODULES = tuple(module for floor in SIDE_FLOORS for module in floor)
 # `python -c` puts its working directory, the project, first on sys.path; the shipped package goes
 # before it, so that nothing of that name in the project can stand in for it.
 BOOTSTRAP = "import sys; sys.path.insert(0, %r); from " + SIDE_PACKAGE + "._django_side import main; main()"
