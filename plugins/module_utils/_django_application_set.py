@@ -19,7 +19,8 @@ from ._django_applications import (
     registration_source_filter,
     warn_hashed_against_wish,
 )
-from ._django_side import OperationError, database_error_message, require_migrated
+from ._django_core import OperationError, database_error_message
+from ._django_migrations import require_migrated
 
 # Actions in the words of a summary.
 BULK_ACTIONS = {"create": "created", "update": "updated", "delete": "deleted", None: "unchanged"}

@@ -17,7 +17,8 @@ import decimal
 import inspect
 import uuid
 
-from ._django_side import OperationError, require_migrated
+from ._django_core import OperationError
+from ._django_migrations import require_migrated
 
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
 SCALAR_FIELDS = ("name", "client_type", "authorization_grant_type", "skip_authorization", "algorithm")

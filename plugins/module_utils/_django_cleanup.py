@@ -35,7 +35,8 @@ from ._django_cleanup_rules import (
     proven_releases,
     rule_set_for,
 )
-from ._django_side import OperationError, require_migrated
+from ._django_core import OperationError
+from ._django_migrations import require_migrated
 
 LOCK_NAME = "oauthops.toolkit token cleanup"
 LOCK_POLL_SECONDS = 0.2

@@ -35,12 +35,28 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import (
     _django_application_set,
     _django_applications,
     _django_cleanup,
+    _django_cleanup_job,
     _django_cleanup_rules,
+    _django_core,
+    _django_env,
+    _django_migrations,
     _django_side,
 )
 
 SIDE_PACKAGE = "oauthops_django_side"
-SIDE_MODULES = (_django_side, _django_applications, _django_application_set, _django_cleanup, _django_cleanup_rules)
+# The Django side is every plugins/module_utils/_django_*.py file: what the bridge ships on each run,
+# what the token_cleanup role copies (by that glob) and what the unit tests import. They are imported
+# above so that AnsiballZ packs them. By floor, bottom up: a file imports only files of lower floors,
+# and nothing of Ansible or of this file. tests/unit/test_side_layout.py checks the set and the floors.
+SIDE_FLOORS = (
+    (_django_core, _django_cleanup_rules),  # OperationError, Context; which rows DOT's clear_expired() deletes
+    (_django_env, _django_migrations),  # environment, env_file, the one secret rule; the pre-flight migrations check
+    (_django_applications, _django_cleanup),  # oauth_application(_info); oauth_token_cleanup's engine
+    (_django_application_set,),  # oauth_applications: oauth_application's plan for a whole set
+    (_django_side,),  # the modules' entry point: read the request, set Django up, OPERATIONS, answer
+    (_django_cleanup_job,),  # the scheduled job's entry point, which the role's cron line runs
+)
+SIDE_MODULES = tuple(module for floor in SIDE_FLOORS for module in floor)
 # `python -c` puts its working directory, the project, first on sys.path; the shipped package goes
 # before it, so that nothing of that name in the project can stand in for it.
 BOOTSTRAP = "import sys; sys.path.insert(0, %r); from " + SIDE_PACKAGE + "._django_side import main; main()"
@@ -99,7 +115,7 @@ def shown_params(params):
         return params
     shown = dict(params)
     shown["environment"] = dict(
-        (name, MASKED_VALUE if _django_side.is_secret(name, value) else value) for name, value in environment.items()
+        (name, MASKED_VALUE if _django_env.is_secret(name, value) else value) for name, value in environment.items()
     )
     return shown
 
@@ -132,10 +148,10 @@ class DjangoModule(AnsibleModule):
 
     def fail_json(self, msg, **kwargs):
         environment = (getattr(self, "params", None) or {}).get("environment")
-        secrets = _django_side.secret_values(environment) if isinstance(environment, dict) else []
-        msg = _django_side.scrub(msg, secrets)
+        secrets = _django_env.secret_values(environment) if isinstance(environment, dict) else []
+        msg = _django_env.scrub(msg, secrets)
         if "stderr" in kwargs:
-            kwargs["stderr"] = _django_side.scrub(kwargs["stderr"], secrets)
+            kwargs["stderr"] = _django_env.scrub(kwargs["stderr"], secrets)
         super(DjangoModule, self).fail_json(msg=msg, **kwargs)
 
     def _forget_blank_no_log_values(self):
@@ -255,8 +271,8 @@ class DjangoBridge:
                 self.module.fail_json(msg="env_file %s is not a regular file" % self.params["env_file"])
             if controllers.add_file(env_file):
                 try:
-                    trees += _django_side.read_env_file(env_file).get("PYTHONPATH", "").split(os.pathsep)
-                except _django_side.OperationError:
+                    trees += _django_env.read_env_file(env_file).get("PYTHONPATH", "").split(os.pathsep)
+                except _django_core.OperationError:
                     pass  # the Django side reads it again and says what is wrong with it
         for tree in trees:
             # A relative entry is relative to the Django side's working directory: project_path, or

@@ -302,7 +302,7 @@ def child(role: str, argument: str) -> None:
         call_command("cleartokens")
     elif role == "engine":
         from oauthops_django_side._django_cleanup import run_token_cleanup
-        from oauthops_django_side._django_side import Context
+        from oauthops_django_side._django_core import Context
 
         context = Context("default", False)
         output = run_token_cleanup({"batch_size": int(argument)}, context)

@@ -6,6 +6,7 @@ import os
 import pwd
 import re
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,7 @@ def test_idempotent_check_mode_changes_nothing_and_absent_leaves_nothing(role_pl
     assert tree(base) == empty, "check mode created files"
     assert apply() > 0
     installed = tree(base)
-    assert "cron.d/job" in installed and "lib/job/oauthops_django_side/_django_cli.py" in installed
+    assert "cron.d/job" in installed and "lib/job/oauthops_django_side/_django_cleanup_job.py" in installed
     assert apply() == 0, "the second run changed something"
 
     cron_file = Path(hosts["job"]["token_cleanup_cron_file"])
@@ -153,6 +154,42 @@ def test_idempotent_check_mode_changes_nothing_and_absent_leaves_nothing(role_pl
     assert apply("-e", "token_cleanup_state=absent") > 0
     assert tree(base) == empty, "state=absent left files behind"
     assert apply("-e", "token_cleanup_state=absent") == 0
+
+
+def test_an_upgraded_host_gets_the_new_cron_line_and_keeps_no_old_entry_point(role_playbook, app_user, app_python, scratch):
+    """A host installed by the role before issue 15 has _django_cli.py in its package directory and a cron
+    line that runs it: the next run rewrites the line and removes the file, and state=absent removes it too."""
+    base = host_root(scratch, "upgrade")
+    empty = tree(base)
+    hosts = {"job": job_vars(base, "job", app_user, app_python)}
+    args = inventory(role_playbook.workdir / "inv.json", hosts)
+
+    def apply(*extra):
+        return changed_per_host(role_playbook.run("role_token_cleanup.yml", None, *(args + list(extra))))["job"]
+
+    assert apply() > 0
+    installed = tree(base)
+    cron_file = Path(hosts["job"]["token_cleanup_cron_file"])
+    current = cron_file.read_text()
+    package = Path(hosts["job"]["token_cleanup_directory"]) / "oauthops_django_side"
+
+    def as_the_previous_release_left_it():
+        old_entry_point = package / "_django_cli.py"
+        shutil.copy(package / "_django_cleanup_job.py", old_entry_point)
+        os.chown(old_entry_point, 0, app_user.pw_gid)
+        old_entry_point.chmod(0o640)
+        cron_file.write_text(current.replace("oauthops_django_side._django_cleanup_job", "oauthops_django_side._django_cli"))
+
+    as_the_previous_release_left_it()
+    assert " -m oauthops_django_side._django_cli " in cron_file.read_text()
+    assert apply() == 2, "the cron line and the old entry point"
+    assert cron_file.read_text() == current
+    assert tree(base) == installed, "the upgrade left files behind"
+    assert apply() == 0
+
+    as_the_previous_release_left_it()
+    assert apply("-e", "token_cleanup_state=absent") > 0
+    assert tree(base) == empty, "state=absent left the old entry point behind"
 
 
 def test_only_the_chosen_host_of_a_cluster_runs_the_job(role_playbook, app_user, app_python, scratch):

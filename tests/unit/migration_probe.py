@@ -18,7 +18,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.migrations.loader import MigrationLoader  # noqa: E402
 from django.db.migrations.recorder import MigrationRecorder  # noqa: E402
-from oauthops_django_side import _django_side  # noqa: E402
+from oauthops_django_side import _django_core, _django_migrations  # noqa: E402
 
 
 def models(kind):
@@ -46,11 +46,11 @@ def run(step):
         MigrationRecorder(connection).record_unapplied(*argument)
     elif action == "check":
         try:
-            _django_side.require_migrated("default", models(argument))
-        except _django_side.OperationError as exc:
+            _django_migrations.require_migrated("default", models(argument))
+        except _django_core.OperationError as exc:
             return exc.message
     elif action == "pending":
-        ours = [list(key) for key in _django_side.pending_migrations(connection, argument)]
+        ours = [list(key) for key in _django_migrations.pending_migrations(connection, argument)]
         return {"ours": ours, "django": djangos_view(argument)}
     return None
 

@@ -9,14 +9,14 @@ import pytest
 
 
 def side():
-    from oauthops_django_side import _django_applications, _django_side
+    from oauthops_django_side import _django_applications, _django_core
 
-    return _django_side, _django_applications
+    return _django_core, _django_applications
 
 
 def info(**params):
-    django_side, applications = side()
-    return applications.run_application_info(params, django_side.Context("default", True))["applications"]
+    core, applications = side()
+    return applications.run_application_info(params, core.Context("default", True))["applications"]
 
 
 def create(client_id, **fields):
@@ -71,8 +71,8 @@ def test_an_ambiguous_owner_is_refused_as_oauth_application_refuses_it():
     users = get_user_model().objects
     first = users.create_user("first")
     users.create_user(str(first.pk))  # its username is the primary key of `first`
-    django_side = side()[0]
-    with pytest.raises(django_side.OperationError, match="ambiguous"):
+    core = side()[0]
+    with pytest.raises(core.OperationError, match="ambiguous"):
         info(user=str(first.pk))
     assert info(user=str(first.pk), user_lookup="username") == []
 

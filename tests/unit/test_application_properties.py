@@ -74,9 +74,9 @@ ARGUMENT_SPEC = application_spec().application_argument_spec()
 
 
 def side():
-    from oauthops_django_side import _django_application_set, _django_applications, _django_side
+    from oauthops_django_side import _django_application_set, _django_applications, _django_core
 
-    return _django_side, _django_applications, _django_application_set
+    return _django_core, _django_applications, _django_application_set
 
 
 def model():
@@ -231,24 +231,24 @@ def materialize(declared, users):
 
 def run_set(items, users, check_mode=False, **options):
     """run_applications() as the bulk module calls it: its result, or the OperationError it raised."""
-    django_side, _single, application_set = side()
+    core, _single, application_set = side()
     params = {
         "applications": [materialize(item, users) for item in items],
         "exclusive": options.get("exclusive", False),
         "exclusive_filter": options.get("exclusive_filter", {"registration_source": ["manual"], "client_id": None}),
     }
     try:
-        return application_set.run_applications(params, django_side.Context("default", check_mode))
-    except django_side.OperationError as exc:
+        return application_set.run_applications(params, core.Context("default", check_mode))
+    except core.OperationError as exc:
         assert "\n" not in exc.message
         return exc
 
 
 def run_one(item, users, check_mode=False):
-    django_side, single, _set = side()
+    core, single, _set = side()
     try:
-        return single.run_application(materialize(item, users), django_side.Context("default", check_mode))
-    except django_side.OperationError as exc:
+        return single.run_application(materialize(item, users), core.Context("default", check_mode))
+    except core.OperationError as exc:
         return exc
 
 

@@ -11,9 +11,9 @@ pytestmark = pytest.mark.models("stock", "custom-user")
 
 
 def side():
-    from oauthops_django_side import _django_application_set, _django_applications, _django_side
+    from oauthops_django_side import _django_application_set, _django_applications, _django_core
 
-    return _django_side, _django_applications, _django_application_set
+    return _django_core, _django_applications, _django_application_set
 
 
 def item(client_id, **options):
@@ -29,8 +29,8 @@ def item(client_id, **options):
 
 
 def converge_set(applications, check_mode=False, database="default", **params):
-    django_side, _single, application_set = side()
-    context = django_side.Context(database, check_mode)
+    core, _single, application_set = side()
+    context = core.Context(database, check_mode)
     params["applications"] = applications
     result = application_set.run_applications(params, context)
     result["warnings"] = context.warnings
@@ -38,13 +38,13 @@ def converge_set(applications, check_mode=False, database="default", **params):
 
 
 def converge_one(params, check_mode=False, database="default"):
-    django_side, single, _set = side()
-    return single.run_application(dict(item(params["client_id"]), **params), django_side.Context(database, check_mode))
+    core, single, _set = side()
+    return single.run_application(dict(item(params["client_id"]), **params), core.Context(database, check_mode))
 
 
 def refused_set(applications, **params):
-    django_side = side()[0]
-    with pytest.raises(django_side.OperationError) as raised:
+    core = side()[0]
+    with pytest.raises(core.OperationError) as raised:
         converge_set(applications, **params)
     assert "\n" not in raised.value.message
     return raised.value
@@ -298,8 +298,8 @@ def test_only_the_tables_a_write_touches_must_roll_back(myisam):
         assert predicted["counts"] == {"created": 0, "updated": 1, "deleted": 1, "unchanged": 0}
         assert predicted["warnings"] == ["check mode: a real run would refuse to write: " + reason % "set"]
 
-        django_side = side()[0]
-        with pytest.raises(django_side.OperationError) as single:
+        core = side()[0]
+        with pytest.raises(core.OperationError) as single:
             converge_one(dict(client_id="gone", state="absent"), database=myisam)
         assert single.value.message == "refusing to write: " + reason % "write"
         assert stored(myisam) == before
@@ -312,8 +312,8 @@ def test_only_the_tables_a_write_touches_must_roll_back(myisam):
 
 def test_a_single_write_to_a_myisam_application_table_is_refused(myisam):
     application_table = model()._meta.db_table
-    django_side = side()[0]
-    with pytest.raises(django_side.OperationError) as raised:
+    core = side()[0]
+    with pytest.raises(core.OperationError) as raised:
         converge_one(dict(client_id="new"), database=myisam)
     assert raised.value.message == (
         "refusing to write: table %s uses MyISAM, which cannot roll back a failed write; convert it "
@@ -455,10 +455,10 @@ def test_extra_fields_convert_values_as_the_field_does():
     ],
 )
 def test_extra_fields_refuse_what_they_may_not_set(name, value, reason):
-    django_side = side()[0]
+    core = side()[0]
     converge_one(dict(client_id="x", name="Before"))
     before = snapshot()
-    with pytest.raises(django_side.OperationError) as raised:
+    with pytest.raises(core.OperationError) as raised:
         converge_one(dict(client_id="x", extra_fields={name: value}))
     assert reason in raised.value.message
     assert "\n" not in raised.value.message and "s3cret-value" not in raised.value.message
@@ -466,9 +466,9 @@ def test_extra_fields_refuse_what_they_may_not_set(name, value, reason):
 
 
 def test_extra_fields_refuse_a_relation():
-    django_side = side()[0]
+    core = side()[0]
     reverse = model()._meta.related_objects[0].name
-    with pytest.raises(django_side.OperationError) as raised:
+    with pytest.raises(core.OperationError) as raised:
         converge_one(dict(client_id="x", extra_fields={reverse: []}))
     assert raised.value.message == "extra_fields.%s: is a relation, which extra_fields does not set" % reverse
     assert not model().objects.exists()
@@ -479,8 +479,8 @@ def test_extra_fields_reach_a_swapped_models_own_field():
     swapped = model()._meta.label == "swappedapp.PartnerApplication"
     declared = dict(client_id="p", extra_fields={"partner_code": "P-42"})
     if not swapped:
-        django_side = side()[0]
-        with pytest.raises(django_side.OperationError) as raised:
+        core = side()[0]
+        with pytest.raises(core.OperationError) as raised:
             converge_one(declared)
         assert raised.value.message.startswith("extra_fields.partner_code: is not a field of oauth2_provider.Application")
         assert "registration_source" in raised.value.message

@@ -13,14 +13,14 @@ pytestmark = pytest.mark.models("stock", "custom-user")
 
 
 def side():
-    from oauthops_django_side import _django_applications, _django_side
+    from oauthops_django_side import _django_applications, _django_core
 
-    return _django_side, _django_applications
+    return _django_core, _django_applications
 
 
 def converge(check_mode=False, **params):
-    django_side, applications = side()
-    context = django_side.Context("default", check_mode)
+    core, applications = side()
+    context = core.Context("default", check_mode)
     params.setdefault("state", "present")
     params.setdefault("update_secret", "always")
     return applications.run_application(params, context)
@@ -74,8 +74,8 @@ def alice():
 
 def refused(**params):
     """The OperationError that converging `params` raises."""
-    django_side = side()[0]
-    with pytest.raises(django_side.OperationError) as raised:
+    core = side()[0]
+    with pytest.raises(core.OperationError) as raised:
         converge(**params)
     assert "\n" not in raised.value.message
     return raised.value
@@ -168,9 +168,9 @@ def test_unhashed_secret_for_hs256():
 
 
 def test_switching_hashing_off_without_the_secret_is_refused():
-    django_side = side()[0]
+    core = side()[0]
     converge(**WEB)
-    with pytest.raises(django_side.OperationError, match="hash_client_secret"):
+    with pytest.raises(core.OperationError, match="hash_client_secret"):
         converge(client_id="web", hash_client_secret=False)
     assert stored("web").hash_client_secret is True
 
@@ -414,10 +414,10 @@ def test_uri_items_with_whitespace_or_empty_are_refused(option, items, problem):
     ],
 )
 def test_dot_validation_names_the_field_and_changes_nothing(change, field):
-    django_side = side()[0]
+    core = side()[0]
     converge(**WEB)
     before = stored("web")
-    with pytest.raises(django_side.OperationError) as raised:
+    with pytest.raises(core.OperationError) as raised:
         converge(**web(**change))
     assert raised.value.kind == "invalid"
     assert field in raised.value.fields
@@ -477,9 +477,9 @@ def test_absent_deletes_and_is_idempotent():
 
 
 def test_info_lists_applications_without_secrets():
-    django_side, applications = side()
+    core, applications = side()
     converge(**web(client_secret="never-listed"))
     converge(client_id="api", client_type="public", authorization_grant_type="password")
-    listed = applications.run_application_info({}, django_side.Context("default", False))["applications"]
+    listed = applications.run_application_info({}, core.Context("default", False))["applications"]
     assert [app["client_id"] for app in listed] == ["api", "web"]
     assert "never-listed" not in repr(listed) and all("client_secret" not in app for app in listed)

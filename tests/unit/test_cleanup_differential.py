@@ -58,14 +58,14 @@ SETTINGS_COMBINATIONS = [
 
 
 def engine_modules():
-    from oauthops_django_side import _django_cleanup, _django_cleanup_rules, _django_side
+    from oauthops_django_side import _django_cleanup, _django_cleanup_rules, _django_core
 
-    return _django_side, _django_cleanup, _django_cleanup_rules
+    return _django_core, _django_cleanup, _django_cleanup_rules
 
 
 def engine(check_mode=False, **params):
-    django_side, cleanup = engine_modules()[:2]
-    context = django_side.Context("default", check_mode)
+    core, cleanup = engine_modules()[:2]
+    context = core.Context("default", check_mode)
     result = cleanup.run_token_cleanup(params, context)
     result["warnings"] = context.warnings
     return result
@@ -325,8 +325,8 @@ def test_protect_is_not_bypassed(differential, token_hold):
         differential.dot_clear_expired(batch_size=2)
     assert access_model.objects.filter(pk=held.pk).exists()
 
-    django_side = engine_modules()[0]
-    with pytest.raises(django_side.OperationError) as raised:
+    core = engine_modules()[0]
+    with pytest.raises(core.OperationError) as raised:
         engine(batch_size=2)
     assert raised.value.kind == "protected"
     assert raised.value.message == (
@@ -451,8 +451,8 @@ def test_settings_errors_are_one_line(dot_settings):
     dot_settings(REFRESH_TOKEN_EXPIRE_SECONDS="a while")
     with pytest.raises(ImproperlyConfigured):
         clear_expired()
-    django_side = engine_modules()[0]
-    with pytest.raises(django_side.OperationError) as raised:
+    core = engine_modules()[0]
+    with pytest.raises(core.OperationError) as raised:
         engine()
     assert raised.value.kind == "settings"
     assert (
@@ -474,8 +474,8 @@ def test_settings_errors_are_one_line(dot_settings):
     ],
 )
 def test_invalid_options(params, message):
-    django_side = engine_modules()[0]
-    with pytest.raises(django_side.OperationError) as raised:
+    core = engine_modules()[0]
+    with pytest.raises(core.OperationError) as raised:
         engine(**params)
     assert (raised.value.kind, raised.value.message) == ("invalid", message)
 

@@ -30,9 +30,9 @@ PATCH = (
 
 
 def side():
-    from oauthops_django_side import _django_cleanup, _django_cleanup_rules, _django_side
+    from oauthops_django_side import _django_cleanup, _django_cleanup_rules, _django_core
 
-    return _django_side, _django_cleanup, _django_cleanup_rules
+    return _django_core, _django_cleanup, _django_cleanup_rules
 
 
 @pytest.mark.parametrize(
@@ -53,10 +53,10 @@ def side():
     ],
 )
 def test_the_fingerprint_not_the_version_picks_the_rules(monkeypatch, version, fingerprint, rules):
-    django_side, cleanup = side()[:2]
+    core, cleanup = side()[:2]
     monkeypatch.setattr(cleanup, "installed_dot_version", lambda: version)
     monkeypatch.setattr(cleanup, "installed_clear_expired_fingerprint", lambda: fingerprint)
-    context = django_side.Context("default", True)
+    context = core.Context("default", True)
     result = cleanup.run_token_cleanup({}, context)
     assert (result["rules"], result["dot_version"], result["clear_expired_fingerprint"]) == (rules, version, fingerprint)
     if rules == "clear_expired":

@@ -8,17 +8,21 @@ import sys
 import pytest
 
 
-def side():
-    """The shipped _django_side (on sys.path once the session's fixture has laid the package out)."""
-    return importlib.import_module("oauthops_django_side._django_side")
+def django_env():
+    """The shipped _django_env (on sys.path once the session's fixture has laid the package out)."""
+    return importlib.import_module("oauthops_django_side._django_env")
+
+
+def core():
+    return importlib.import_module("oauthops_django_side._django_core")
 
 
 def secret_values(environment):
-    return side().secret_values(environment)
+    return django_env().secret_values(environment)
 
 
 def read_env_file(path):
-    return side().read_env_file(path)
+    return django_env().read_env_file(path)
 
 
 @pytest.mark.parametrize(
@@ -56,7 +60,7 @@ def read_env_file(path):
 )
 def test_secret_by_name(name, value, secret):
     assert (value in secret_values({name: value})) is secret
-    assert side().is_secret(name, value) is secret
+    assert django_env().is_secret(name, value) is secret
 
 
 @pytest.mark.parametrize(
@@ -73,8 +77,8 @@ def test_secret_by_name(name, value, secret):
 def test_a_url_with_a_password_query_parameter_is_secret_whatever_its_name(url, passwords):
     found = secret_values({"DATABASE_URL": url})
     assert set([url] + passwords) <= set(found)
-    assert side().is_secret("DATABASE_URL", url)
-    assert side().scrub("could not connect to %s" % url, found) == "could not connect to %s" % side().MASK
+    assert django_env().is_secret("DATABASE_URL", url)
+    assert django_env().scrub("could not connect to %s" % url, found) == "could not connect to %s" % django_env().MASK
 
 
 @pytest.mark.parametrize(
@@ -88,20 +92,20 @@ def test_a_url_with_a_password_query_parameter_is_secret_whatever_its_name(url, 
 )
 def test_urls_without_a_password_are_ordinary(url):
     assert secret_values({"HOME_URL": url}) == []
-    assert not side().is_secret("HOME_URL", url)
+    assert not django_env().is_secret("HOME_URL", url)
 
 
 def test_the_cron_job_scrubs_by_the_same_rule(tmp_path):
-    """_django_cli reads --env-json and --env-file and scrubs their secrets as the modules mask them."""
+    """_django_cleanup_job reads --env-json and --env-file and scrubs their secrets as the modules mask them."""
     import argparse
     import json
 
-    cli = importlib.import_module("oauthops_django_side._django_cli")
+    job = importlib.import_module("oauthops_django_side._django_cleanup_job")
     env_json = tmp_path / "environment.json"
     env_json.write_text(json.dumps({"DB_PASS": "json-pass-value", "REFRESH_TOKEN_GRACE_SECONDS": "0", "PORT": "5432"}))
     env_file = tmp_path / "project.env"
     env_file.write_text("MYSQL_PWD=file-pwd-value\nDATABASE_URL=postgres://u@h/db?password=url-pass-value\n")
-    found = cli.known_secrets(argparse.Namespace(env_json=str(env_json), env_file=str(env_file)))
+    found = job.known_secrets(argparse.Namespace(env_json=str(env_json), env_file=str(env_file)))
     assert {"json-pass-value", "file-pwd-value", "url-pass-value"} <= set(found)
     assert "5432" not in found
 
@@ -119,11 +123,11 @@ def test_a_url_with_a_password_is_secret_whatever_its_name():
 def test_scrub_replaces_longest_first_and_leaves_other_text():
     found = secret_values({"DATABASE_URL": "postgres://u:Pw7Kq2Lm/Zx9Rt4V@h/db"})
     message = "Port could not be cast to integer value as 'Pw7Kq2Lm'; url postgres://u:Pw7Kq2Lm/Zx9Rt4V@h/db; 42"
-    mask = side().MASK
-    assert side().scrub(message, found) == "Port could not be cast to integer value as '%s'; url %s; 42" % (mask, mask)
-    assert side().scrub(7, found) == 7
+    mask = django_env().MASK
+    assert django_env().scrub(message, found) == "Port could not be cast to integer value as '%s'; url %s; 42" % (mask, mask)
+    assert django_env().scrub(7, found) == 7
     # Secrets of two sources, given shortest first: the longer one is still masked whole.
-    assert side().scrub("key xxabcdyy", ["abcd", "xxabcdyy"]) == "key %s" % mask
+    assert django_env().scrub("key xxabcdyy", ["abcd", "xxabcdyy"]) == "key %s" % mask
 
 
 def test_env_file_format(tmp_path):
@@ -147,10 +151,10 @@ def test_env_file_format(tmp_path):
 def test_env_file_errors_name_the_line_never_its_text(tmp_path, line):
     env_file = tmp_path / "project.env"
     env_file.write_text("GOOD=1\n%s\n" % line)
-    with pytest.raises(side().OperationError) as error:
+    with pytest.raises(core().OperationError) as error:
         read_env_file(str(env_file))
     assert error.value.message == "env_file %s, line 2: expected NAME=value" % env_file
-    with pytest.raises(side().OperationError, match="cannot read env_file .*missing.env .No such file or directory."):
+    with pytest.raises(core().OperationError, match="cannot read env_file .*missing.env .No such file or directory."):
         read_env_file(str(tmp_path / "missing.env"))
 
 
@@ -166,7 +170,7 @@ def test_env_file_of_exactly_one_mib_is_read_and_one_byte_more_is_refused(tmp_pa
     assert read_env_file(str(env_file))["LAST"].startswith("y")
     with open(env_file, "a") as handle:
         handle.write("y")
-    with pytest.raises(side().OperationError) as error:
+    with pytest.raises(core().OperationError) as error:
         read_env_file(str(env_file))
     assert error.value.message == "env_file %s is larger than 1 MiB" % env_file
 
@@ -182,17 +186,18 @@ def test_env_file_must_be_a_regular_file_and_a_link_to_one_is_fine(tmp_path):
     device_link = tmp_path / "device.env"
     device_link.symlink_to("/dev/null")
     for path in (tmp_path, fifo, device_link, "/dev/null"):
-        with pytest.raises(side().OperationError) as error:
+        with pytest.raises(core().OperationError) as error:
             read_env_file(str(path))
         assert error.value.message == "env_file %s is not a regular file" % path
 
 
 def test_env_file_dev_zero_is_refused_at_once():
     """A run with a memory limit, so that a regression fails here instead of filling the machine's memory."""
-    package = os.path.dirname(os.path.dirname(side().__file__))
+    package = os.path.dirname(os.path.dirname(django_env().__file__))
     probe = (
         "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from oauthops_django_side._django_side import OperationError, read_env_file\n"
+        "from oauthops_django_side._django_core import OperationError\n"
+        "from oauthops_django_side._django_env import read_env_file\n"
         "try:\n    read_env_file('/dev/zero')\nexcept OperationError as exc:\n    print(exc.message)\n"
     )
     completed = subprocess.run(
@@ -203,17 +208,17 @@ def test_env_file_dev_zero_is_refused_at_once():
 
 
 def test_the_cron_jobs_environment_file_has_the_same_bounds(tmp_path):
-    cli = importlib.import_module("oauthops_django_side._django_cli")
+    job = importlib.import_module("oauthops_django_side._django_cleanup_job")
     environment = tmp_path / "environment.json"
     environment.write_text('{"PADDING": "%s"}' % ("x" * ONE_MIB))
-    with pytest.raises(side().OperationError) as error:
-        cli.load_environment(str(environment))
+    with pytest.raises(core().OperationError) as error:
+        job.load_environment(str(environment))
     assert error.value.message == "the environment file %s is larger than 1 MiB" % environment
-    with pytest.raises(side().OperationError) as error:
-        cli.load_environment("/dev/zero")
+    with pytest.raises(core().OperationError) as error:
+        job.load_environment("/dev/zero")
     assert error.value.message == "the environment file /dev/zero is not a regular file"
     environment.write_text('{"DB_PASS": "s3cret", "PORT": 5432}')
-    assert cli.load_environment(str(environment)) == {"DB_PASS": "s3cret", "PORT": "5432"}
+    assert job.load_environment(str(environment)) == {"DB_PASS": "s3cret", "PORT": "5432"}
 
 
 def test_env_file_yields_to_the_environment_option_and_extends_sys_path(tmp_path, monkeypatch):
@@ -221,14 +226,14 @@ def test_env_file_yields_to_the_environment_option_and_extends_sys_path(tmp_path
     env_file.write_text("OAUTHOPS_UNIT_A=from-file\nOAUTHOPS_UNIT_B=from-file\nPYTHONPATH=/srv/a:/srv/b\n")
     monkeypatch.setenv("OAUTHOPS_UNIT_A", "from-option")
     monkeypatch.setattr(sys, "path", list(sys.path))
-    side().apply_env_file(str(env_file), ["OAUTHOPS_UNIT_A"])
+    django_env().apply_env_file(str(env_file), ["OAUTHOPS_UNIT_A"])
     assert (os.environ["OAUTHOPS_UNIT_A"], os.environ["OAUTHOPS_UNIT_B"]) == ("from-option", "from-file")
     assert sys.path[-2:] == ["/srv/a", "/srv/b"]
     monkeypatch.delenv("OAUTHOPS_UNIT_B")
 
     env_file.write_text("DJANGO_SETTINGS_MODULE=other.settings\n")
-    with pytest.raises(side().OperationError, match="sets DJANGO_SETTINGS_MODULE=other.settings, but the settings"):
-        side().apply_env_file(str(env_file), [])
+    with pytest.raises(core().OperationError, match="sets DJANGO_SETTINGS_MODULE=other.settings, but the settings"):
+        django_env().apply_env_file(str(env_file), [])
 
 
 def test_scrub_leaves_plain_values_of_secret_names_alone():
@@ -243,6 +248,6 @@ def test_scrub_leaves_plain_values_of_secret_names_alone():
         "DB_PASS": "long-s3cret-value",
     }
     message = "1 of 3 applications failed (0 changed, true, 36000 s, abc): long-s3cret-value refused"
-    assert side().scrub(message, secret_values(environment)) == (
-        "1 of 3 applications failed (0 changed, true, 36000 s, abc): %s refused" % side().MASK
+    assert django_env().scrub(message, secret_values(environment)) == (
+        "1 of 3 applications failed (0 changed, true, 36000 s, abc): %s refused" % django_env().MASK
     )

@@ -18,9 +18,15 @@ PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migration_prob
 
 
 def side():
-    from oauthops_django_side import _django_side
+    from oauthops_django_side import _django_migrations
 
-    return _django_side
+    return _django_migrations
+
+
+def core():
+    from oauthops_django_side import _django_core
+
+    return _django_core
 
 
 def dot_migrations():
@@ -59,7 +65,7 @@ def test_one_migration_rolled_back_is_named_alone():
     names = dot_migrations()
     call_command("migrate", "oauth2_provider", names[-2], verbosity=0)
     try:
-        with pytest.raises(side().OperationError) as failure:
+        with pytest.raises(core().OperationError) as failure:
             side().require_migrated("default", application_and_token_models())
         assert failure.value.kind == "not_migrated"
         assert failure.value.message == (

@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: oauthops.toolkit contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Command-line entry point of the Django side, for scheduled token cleanup.
+"""The scheduled job's entry point (cron runs it): one token cleanup per run, one line for the log.
 
 The token_cleanup role ships this file with the rest of the Django side (the package
 `oauthops_django_side`) to the managed host, and cron runs it as the application's user:
 
-    cd DIR && /usr/bin/flock -n DIR/cleanup.lock /srv/shop/venv/bin/python -m oauthops_django_side._django_cli \\
+    cd DIR && /usr/bin/flock -n DIR/cleanup.lock /srv/shop/venv/bin/python -m oauthops_django_side._django_cleanup_job \\
         --project-path /srv/shop --settings shop.settings --env-json DIR/environment.json [--env-file /srv/shop/.env] \\
         --log-file /var/log/oauthops-token-cleanup.log [--batch-size N] [--max-runtime S] ...
 
@@ -39,18 +39,11 @@ import tempfile
 import time
 import warnings
 
-from ._django_side import (
-    OperationError,
-    apply_env_file,
-    database_error_message,
-    handle,
-    read_env_file,
-    read_small_file,
-    require_migrated,
-    scrub,
-    secret_values,
-    setup_django,
-)
+from . import _django_cleanup
+from ._django_core import OperationError, database_error_message
+from ._django_env import apply_env_file, read_env_file, read_small_file, scrub, secret_values
+from ._django_migrations import require_migrated
+from ._django_side import handle, setup_django
 
 ENGINES = ("oauthops", "cleartokens")
 BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
@@ -58,7 +51,7 @@ BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
 
 def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m oauthops_django_side._django_cli",
+        prog="python -m oauthops_django_side._django_cleanup_job",
         description="Delete expired and revoked Django OAuth Toolkit tokens; one summary line per run.",
     )
     parser.add_argument("--project-path", help="the Django project: working directory and first on sys.path")
@@ -129,8 +122,6 @@ def prepare(args: argparse.Namespace) -> None:
 
 def run_cleartokens(database: str) -> dict:
     """DOT's own clear_expired(), counted the way the module counts it for a DOT release it does not know."""
-    from . import _django_cleanup
-
     setup_django(database)
     require_migrated(database, _django_cleanup._token_models())
     from django.db import DatabaseError

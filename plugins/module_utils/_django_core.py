@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: oauthops.toolkit contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every file of the Django side shares: the error a user can act on, and an operation's context.
+
+The bottom floor of the Django side: it imports no other file of it, nothing from Ansible, and
+nothing from Django, so every other file can import it (tests/unit/test_side_layout.py keeps it so).
+"""
+
+from __future__ import annotations
+
+
+class OperationError(Exception):
+    """A failure the user can act on; `kind` lets the Ansible side word it."""
+
+    def __init__(self, kind: str, message: str, fields: dict | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.fields = fields or {}
+
+
+class Context:
+    """What every operation needs besides its parameters."""
+
+    def __init__(self, database: str, check_mode: bool) -> None:
+        self.database = database
+        self.check_mode = check_mode
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def database_error_message(exc: Exception) -> str:
+    """One line for a database error: its type and the first line of its text."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return "database error (%s): %s" % (type(exc).__name__, first_line)
