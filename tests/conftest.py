@@ -39,8 +39,9 @@ MODEL_VARIANTS = ("stock", "custom-user", "swapped-tokens")
 MARKERS = (
     "real_hasher: hashes or verifies client secrets with the project's default hasher (PBKDF2), not MD5: "
     "each path that hashes or verifies keeps at least one such test",
-    "one_backend: the outcome cannot depend on the database (what is tested happens on the controller or "
-    "before the database is opened): runs on the first selected backend only",
+    "one_backend: the outcome cannot depend on the database (what is tested happens on the controller, or "
+    "before the database is written, and the unit tests prove the database side on every backend): runs on "
+    "SQLite only",
     "models(variant): runs only in a unit session whose --models is this variant",
     "database: (set by tests/integration/conftest.py) uses a test database, so runs once per selected backend",
 )

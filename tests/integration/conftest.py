@@ -56,23 +56,30 @@ def bare_python(tmp_path_factory):
 
 def pytest_generate_tests(metafunc):
     """A test that uses `database` runs on each backend --backend selects (default: all three); one marked
-    one_backend, whose outcome the database cannot change, on the first of them only."""
+    one_backend, whose outcome the database cannot change, on SQLite only."""
     if "database" not in metafunc.fixturenames or getattr(metafunc.module, "OWN_DATABASE_FIXTURE", False):
         return
     if any("database" in marker.args[0] for marker in metafunc.definition.iter_markers("parametrize")):
         return  # the test names its backends itself
     backends = selected_backends(metafunc.config)
     if metafunc.definition.get_closest_marker("one_backend"):
-        backends = backends[:1]
+        backends = ["sqlite"]  # deselected below when --backend leaves SQLite out
     metafunc.parametrize("database", backends, indirect=True, scope="session")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Mark the tests that use a test database `database`, so that `-m database` / `-m "not database"` split
-    the per-backend tests from the ones that run once (tests/tools/suite runs them as separate jobs)."""
+    the per-backend tests from the ones that run once (tests/tools/suite runs them as separate jobs); and
+    leave out the one_backend tests when --backend leaves SQLite out."""
+    without_sqlite = "sqlite" not in selected_backends(config)
+    kept, deselected = [], []
     for item in items:
         if "database" in getattr(item, "fixturenames", ()):
             item.add_marker("database")
+        (deselected if without_sqlite and item.get_closest_marker("one_backend") else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

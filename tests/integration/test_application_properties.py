@@ -9,6 +9,8 @@ ones left (creates, updates, deletions, exclusive mode narrowed to this test's p
 
 import random
 
+import pytest
+
 from provisioning import application_spec
 
 SETS = 6
@@ -75,6 +77,9 @@ def random_sets(seed, prefix):
     return cases
 
 
+# One backend: a sample, through ansible-playbook, of the properties tests/unit/test_application_properties.py
+# proves on every backend (200 random declarations each); what this adds is Ansible's side (check mode, the results).
+@pytest.mark.one_backend
 def test_random_sets_converge_once_and_check_mode_predicts(playbook, pytestconfig):
     seed = pytestconfig.getoption("property_seed")
     if seed is None:

@@ -86,8 +86,8 @@ def test_secrets_never_reach_the_process_list(playbook):
     assert leaks == []
 
 
-# Backend-independent: what is masked does not depend on the database, so this runs on SQLite alone.
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+# What is masked does not depend on the database.
+@pytest.mark.one_backend
 def test_masking_never_changes_a_result_and_secrets_reach_neither_output_nor_syslog(playbook):
     """Secret-named plain values (TOKEN_LIMIT=1, DJANGO_SECRET_KEY=true, ...) leave every count, boolean and
     message as it is without them; DB_PASS, MYSQL_PWD and a URL's ?password= appear neither at -vvv nor in

@@ -51,6 +51,9 @@ def assert_only_in_its_client_secret_key(output, result, secret):
     assert secret not in json.dumps(rest), "the generated secret leaked into the result beside client_secret"
 
 
+# One backend: what reaches Ansible's output is decided on the controller and in the module's
+# answer, before and apart from the database; tests/unit hash, verify and rotate on every backend.
+@pytest.mark.one_backend
 @pytest.mark.real_hasher
 def test_secrets_never_reach_the_output(playbook):
     declared = {
@@ -73,10 +76,16 @@ def test_secrets_never_reach_the_output(playbook):
         assert_only_in_its_client_secret_key(output, shown[name], shown[name]["client_secret"])
 
 
+# One backend: DOT's validation (full_clean) and the module's refusals come before any write; that
+# a refused change writes nothing is proven on every backend by tests/unit/test_applications.py.
+@pytest.mark.one_backend
 def test_validation_failures_name_the_field(playbook):
     playbook.run("validation.yml")
 
 
+# One backend: the module refuses these secrets before Django opens the database; the unit tests
+# refuse them on every backend.
+@pytest.mark.one_backend
 def test_blank_or_padded_secrets_are_refused_and_change_nothing(playbook):
     playbook.run("blank_secrets.yml")
     stored = stored_client_secrets(playbook.django_env(), playbook.prefix)
