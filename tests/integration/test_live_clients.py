@@ -22,6 +22,7 @@ from oauthlib.oauth2 import BackendApplicationClient, InvalidClientError, OAuth2
 from requests_oauthlib import OAuth2Session
 
 from provisioning import DJANGO_PROJECT
+from test_oauth_application import stored_client_secrets
 
 # DOT's own token endpoint verifies the secrets the module stored: with the project's default hasher
 # (PBKDF2), as in production.
@@ -155,6 +156,9 @@ def assert_refused(server, access_token, why):
 
 def test_client_credentials(clients, live_server):
     secret = clients.secrets[SERVICE]
+    # What the token endpoint verifies below is a hash made with the project's default hasher (real_hasher).
+    stored = stored_client_secrets(clients.runner.django_env(), SERVICE)
+    assert stored[SERVICE].startswith("pbkdf2_sha256$"), "not hashed with PBKDF2: %s" % stored[SERVICE][:16]
     token = client_credentials_token(live_server, SERVICE, secret)
     assert token["token_type"] == "Bearer" and token["expires_in"] > 0
     assert_accepted(live_server, token["access_token"], user=None, client_id=SERVICE, scopes=["read"])

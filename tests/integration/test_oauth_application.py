@@ -54,7 +54,6 @@ def assert_only_in_its_client_secret_key(output, result, secret):
 # One backend: what reaches Ansible's output is decided on the controller and in the module's
 # answer, before and apart from the database; tests/unit hash, verify and rotate on every backend.
 @pytest.mark.one_backend
-@pytest.mark.real_hasher
 def test_secrets_never_reach_the_output(playbook):
     declared = {
         "first_secret": playbook.prefix + "-Ff1rst-s3cret",

@@ -5,7 +5,6 @@ import pytest
 from provisioning import migrate
 
 
-@pytest.mark.real_hasher
 def test_application_set(playbook):
     web_secret = playbook.prefix + "-W3b-s3cret-value"
     output = playbook.run("application_set.yml", {"web_secret": web_secret}, "-vvv", "--diff")

@@ -228,7 +228,6 @@ def test_the_role_refuses_root(role_playbook, app_python, scratch):
 # -- applications ------------------------------------------------------------------------------
 
 
-@pytest.mark.real_hasher
 def test_applications_role_converges_and_keeps_secrets_out_of_the_output(playbook):
     secret = playbook.prefix + "-Vau1ted-s3cret"
     output = playbook.run("role_applications.yml", {"vaulted_secret": secret}, "-vvv", "--diff")
