@@ -1,7 +1,5 @@
 """oauth_applications (the whole set in one task) and extra_fields through real ansible-playbook runs."""
 
-import pytest
-
 from provisioning import migrate
 
 

@@ -9,8 +9,6 @@ import secrets
 import shutil
 from pathlib import Path
 
-import pytest
-
 from cronjobs import (
     DELETED_BY_ENGINE,
     KEPT_ROWS,

@@ -9,7 +9,6 @@ not touch must keep its owner, mode and content, and a victim directory its list
 import grp
 import json
 import os
-import pwd
 import re
 import shutil
 import stat
