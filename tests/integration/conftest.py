@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import venv
 from pathlib import Path
 
 import pytest
@@ -46,8 +45,9 @@ def module_utils(collections_path):
 @pytest.fixture(scope="session")
 def bare_python(tmp_path_factory):
     """An interpreter that cannot import Django: Ansible runs modules with it."""
-    home = tmp_path_factory.mktemp("bare-venv")
-    venv.EnvBuilder(with_pip=False).create(home)
+    home = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([str(REPO / "tests" / "tools" / "mkvenv"), str(home), "--python", sys.executable, "--bare"],
+                   check=True, capture_output=True)
     python = home / "bin" / "python"
     probe = subprocess.run([python, "-c", "import django"], capture_output=True, check=False)
     assert probe.returncode != 0, "the bare virtualenv must not see Django"
