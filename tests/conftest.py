@@ -14,6 +14,7 @@ Variants are chosen the pytest way (`pytest --help` lists them under "oauthops.t
     --expect-rules NAME     the rule set the installed DOT's clear_expired() must be recognised as
     --property-seed N       replay the integration property test's random sets
     --dot-source DIR        unit: also run the fallback test on this DOT source (e.g. its main branch)
+    --project-python PATH   integration: the project's interpreter (default: the one running pytest)
     --ansible-playbook PATH, --target-python PATH   a matrix cell's controller and target (tests/tools/run-matrix)
 
 Environment variables remain only where the Django project under test (a child process) reads them; they
@@ -71,6 +72,9 @@ def pytest_addoption(parser):
     group.addoption("--expect-rules", metavar="NAME",
                     help="the rule set the installed DOT's clear_expired() must be recognised as (e.g. clear_expired for DOT's main branch)")
     group.addoption("--property-seed", type=int, metavar="N", help="replay the integration property test's random sets")
+    group.addoption("--project-python", metavar="PATH",
+                    help="integration: the Django project's interpreter the modules start (default: this one; the suite "
+                         "passes a virtualenv with only Django, DOT and the drivers)")
     group.addoption("--ansible-playbook", metavar="PATH", help="matrix cell: the controller's ansible-playbook")
     group.addoption("--target-python", metavar="PATH", help="matrix cell: the interpreter Ansible runs the modules with")
     group.addoption("--dot-source", metavar="DIR",

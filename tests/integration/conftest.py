@@ -21,7 +21,15 @@ from provisioning import DJANGO_PROJECT, REPO, migrate, provisioned_database, se
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 LIVESERVER = Path(__file__).resolve().parent / "liveserver.py"
+# The interpreter the modules start for the Django side: --project-python, else this one (pytest_configure).
 PROJECT_PYTHON = sys.executable
+
+
+def pytest_configure(config):
+    global PROJECT_PYTHON  # pylint: disable=global-statement
+    chosen = config.getoption("project_python")
+    if chosen:
+        PROJECT_PYTHON = cronjobs.PROJECT_PYTHON = os.path.abspath(chosen)
 
 
 @pytest.fixture(scope="session")
@@ -265,4 +273,5 @@ def role_playbook(collections_path, bare_python, tmp_path, request):
 
 # The token_cleanup jobs' user, interpreter and scratch space, shared by the role tests; root's victims.
 from attacks import victims  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position
+import cronjobs  # noqa: E402  pylint: disable=wrong-import-position
 from cronjobs import app_python, app_user, job_database, scratch  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position

@@ -32,6 +32,7 @@ import pytest
 from provisioning import DJANGO_PROJECT, migrate, provisioned_database, system_user
 
 APP_USER = "oauthops-cron-test"
+# The project's interpreter: --project-python (set by tests/integration/conftest.py), else this one.
 PROJECT_PYTHON = sys.executable
 # tests/django_project's oauthops_seed_tokens backlog: rows per model before and after a cleanup,
 # and what each engine reports deleting (DOT 3.4.1, the test project's settings).
@@ -108,7 +109,9 @@ def readable_python_copy(dest):
     shutil.copy2(os.path.realpath(PROJECT_PYTHON), binary)
     site_packages = dest / "lib" / stdlib / "site-packages"
     site_packages.mkdir()
-    (site_packages / "project-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    project_site = subprocess.run([PROJECT_PYTHON, "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
+                                  capture_output=True, text=True, check=True).stdout
+    (site_packages / "project-venv.pth").write_text(project_site)
     launcher = dest / "bin" / "python"
     launcher.write_text(
         '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' % (shlex.quote(str(dest / "lib")), shlex.quote(str(binary)))

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_errors_are_one_readable_line(playbook, unmigrated_database):
 
 
 def test_bridge_through_virtualenv_and_noisy_settings(playbook):
-    playbook.run("bridge.yml", {"project_virtualenv": sys.prefix})
+    playbook.run("bridge.yml", {"project_virtualenv": str(Path(playbook.project_python()).parent.parent)})
 
 
 def test_swapped_application_model(playbook, unmigrated_database):
