@@ -8,7 +8,8 @@ Variants are chosen the pytest way (`pytest --help` lists them under "oauthops.t
     --require-backends      a backend that cannot be reached fails the run instead of skipping (CI)
     --models VARIANT        unit: the project's models for this session: stock, custom-user (a user model
                             that logs in by email and a swapped application model) or swapped-tokens
-    --hasher fast|real      fast (default): MD5 hashes client secrets, except in tests marked real_hasher;
+    --hasher fast|real      fast (default): MD5 hashes client secrets, except in tests marked real_hasher
+                            on SQLite;
                             real: the project's default hasher (PBKDF2) in every test
     --random-graphs N       how many random token graphs the differential cleanup tests try (default 120)
     --expect-rules NAME     the rule set the installed DOT's clear_expired() must be recognised as
@@ -38,8 +39,8 @@ TEST_TIMEOUT = 600
 MODEL_VARIANTS = ("stock", "custom-user", "swapped-tokens")
 
 MARKERS = (
-    "real_hasher: hashes or verifies client secrets with the project's default hasher (PBKDF2), not MD5: "
-    "each path that hashes or verifies keeps at least one such test",
+    "real_hasher: on SQLite, hashes or verifies client secrets with the project's default hasher (PBKDF2), not "
+    "MD5: each path that hashes or verifies keeps at least one such test",
     "one_backend: the outcome cannot depend on the database (what is tested happens on the controller, or "
     "before the database is written, and the unit tests prove the database side on every backend): runs on "
     "SQLite only",

@@ -251,7 +251,8 @@ class PlaybookRunner:
 @pytest.fixture
 def playbook(collections_path, bare_python, database, tmp_path, request):
     prefix = request.node.originalname.replace("_", "-")
-    return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix, uses_real_hasher(request.node))
+    return PlaybookRunner(collections_path, bare_python, database, tmp_path, prefix,
+                          uses_real_hasher(request.node, database["backend"]))
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +261,7 @@ def module_playbook(collections_path, bare_python, database, tmp_path_factory, r
     name without test_, e.g. live-clients)."""
     prefix = request.module.__name__.rpartition(".")[2].replace("test_", "", 1).replace("_", "-")
     return PlaybookRunner(collections_path, bare_python, database, tmp_path_factory.mktemp(prefix), prefix,
-                          uses_real_hasher(request.node))
+                          uses_real_hasher(request.node, database["backend"]))
 
 
 @pytest.fixture
@@ -268,7 +269,7 @@ def role_playbook(collections_path, bare_python, tmp_path, request):
     """A runner for playbooks that need no test database of their own (the roles' behaviour)."""
     prefix = request.node.originalname.replace("_", "-")
     return PlaybookRunner(collections_path, bare_python, {"backend": "none"}, tmp_path, prefix,
-                          uses_real_hasher(request.node))
+                          uses_real_hasher(request.node, None))
 
 
 # The token_cleanup jobs' user, interpreter and scratch space, shared by the role tests; root's victims.

@@ -18,7 +18,6 @@ import pwd
 import re
 import shlex
 import shutil
-import site
 import stat
 import subprocess
 import sys

@@ -87,8 +87,8 @@ def django_database(tmp_path_factory, pytestconfig):
 
 @pytest.fixture(autouse=True)
 def hasher(request):
-    """The project's default hashers (PBKDF2 first) for a test marked real_hasher; else the session's."""
-    if not uses_real_hasher(request.node):
+    """The project's default hashers (PBKDF2 first) for a test marked real_hasher, on SQLite; else the session's."""
+    if not uses_real_hasher(request.node, request.config.oauthops_unit_backend):
         yield "fast" if os.environ.get("OAUTHOPS_TEST_FAST_HASHER") else "real"
         return
     from django.conf import global_settings
