@@ -23,15 +23,22 @@ are listed in one place, tests/django_project/testproject/settings.py.
 """
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dbservers  # noqa: E402
+import leftovers  # noqa: E402
 import provisioning  # noqa: E402
 from provisioning import BACKENDS, untested  # noqa: E402
+
+# This session's tag, now: every process the session starts from here on carries it (tests/leftovers.py).
+leftovers.session_tag()
 
 # Seconds one test may take, setup and teardown included: generous for the slowest one (the cron
 # daemon test waits up to ~4 minutes) on a loaded machine, and still far inside CI's limit.
@@ -103,8 +110,41 @@ def pytest_configure(config):
     config.oauthops_backends = selected
     if config.getoption("require_backends"):
         provisioning.required.update(selected or BACKENDS)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
 
-def pytest_terminal_summary(terminalreporter):
+def _stop_on_sigterm(signum, _frame):
+    """SIGTERM (tests/tools/suite stopping a job, CI's time limit) ends the session as Ctrl-C does: every
+    fixture's teardown runs, so nothing the session made on the machine stays."""
+    signal.signal(signum, signal.SIG_DFL)
+    raise KeyboardInterrupt("SIGTERM")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """After every fixture's teardown (pytest's own sessionfinish runs it, also after Ctrl-C): nothing of
+    this session's may be left on the machine. What is left is removed, named, and fails the session."""
+    dbservers.close()
+    lock = leftovers.lock_path(leftovers.session_tag())
+    deadline = time.monotonic() + 5  # a process that was told to stop may still be exiting
+    while True:
+        found = [item for item in leftovers.find({leftovers.session_tag()}) if item.name != lock]
+        if time.monotonic() > deadline or all(item.kind != "process" for item in found):
+            break
+        time.sleep(0.2)
+    if found:
+        failures = leftovers.remove(found)
+        session.config.oauthops_leftovers = (found, failures)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    leftovers.end_session()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    found, failures = getattr(config, "oauthops_leftovers", ((), ()))
+    if found:
+        terminalreporter.write_line("FAILED: the session left %d thing(s) on the machine, now removed: %s"
+                                    % (len(found), ", ".join(map(str, found))), red=True, bold=True)
+    for failure in failures:
+        terminalreporter.write_line("FAILED: could not remove %s" % failure, red=True, bold=True)
     for backend, reason in sorted(untested.items()):
         terminalreporter.write_line("WARNING: backend %s was NOT TESTED: %s" % (backend, reason), red=True, bold=True)

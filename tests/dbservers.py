@@ -29,6 +29,8 @@ import sys
 import tempfile
 import urllib.parse
 
+import leftovers
+
 BACKENDS = ("postgresql", "mysql")
 URL_VARIABLES = {"postgresql": "OAUTHOPS_TEST_POSTGRES_URL", "mysql": "OAUTHOPS_TEST_MYSQL_URL"}
 URL_SCHEMES = {"postgresql": ("postgresql", "postgres"), "mysql": ("mysql", "mariadb")}
@@ -73,11 +75,12 @@ class Server:
         finally:
             connection.close()
 
-    def create_database(self, prefix: str) -> str:
-        """Create an empty database with a unique name starting with prefix; return the name."""
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
-            raise ValueError(f"database name prefix must be a plain identifier, got {prefix!r}")
-        name = f"{prefix}{secrets.token_hex(6)}"
+    def create_database(self, what: str) -> str:
+        """Create an empty database named oauthops_TAG_WHAT_HEX (TAG: this process's, tests/leftovers.py,
+        so that a database a killed session left is found and dropped); return the name."""
+        if not re.fullmatch(r"[a-z][a-z0-9]*", what):
+            raise ValueError(f"database label must be lower-case letters and digits, got {what!r}")
+        name = f"{leftovers.database_prefix(what)}{secrets.token_hex(4)}"
         if self.backend == "postgresql":
             self._execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
             # Tests never need a commit to survive a crash of the server: no wait for the WAL flush
@@ -87,6 +90,20 @@ class Server:
             # MariaDB's default latin1 would mangle non-ASCII names and redirect URIs.
             self._execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         return name
+
+    def database_names(self, prefix: str) -> list[str]:
+        """The names of the databases on this server that start with prefix."""
+        like = prefix.replace("_", "\\_") + "%"
+        connection = self.connect()
+        try:
+            cursor = connection.cursor()
+            if self.backend == "postgresql":
+                cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [like])
+            else:
+                cursor.execute("SHOW DATABASES LIKE %s", [like])
+            return [row[0] for row in cursor.fetchall()]
+        finally:
+            connection.close()
 
     def drop_database(self, name: str) -> None:
         """Drop the database, even when a crashed test left a connection open on it."""
@@ -181,7 +198,7 @@ def _throwaway_postgres() -> Server:
                     detail += "\n" + log_file.read().strip()
             _remove_cluster(as_owner, pg_ctl, data, workdir)
             raise Unavailable(f"throwaway cluster failed: {' '.join(command)}: {detail}")
-    atexit.register(_remove_cluster, as_owner, pg_ctl, data, workdir)
+    _throwaway.append((as_owner, pg_ctl, data, workdir))
     return Server("postgresql", "127.0.0.1", port, "postgres", "", f"throwaway cluster in {workdir}")
 
 
@@ -193,6 +210,25 @@ def _remove_cluster(as_owner: list[str], pg_ctl: str, data: str, workdir: str) -
 
 
 _discovered: dict[str, Server | Unavailable] = {}
+_throwaway: list[tuple] = []
+
+
+@atexit.register
+def close() -> None:
+    """Stop and remove the throwaway cluster this process started, if any (at exit, or before a session's
+    check that it leaves no process behind)."""
+    if _throwaway:
+        _discovered.pop("postgresql", None)
+    while _throwaway:
+        _remove_cluster(*_throwaway.pop())
+
+
+def existing(backend: str) -> Server | None:
+    """The server a URL variable or the standard local port gives, if reachable; never a throwaway one."""
+    try:
+        return _configured(backend)
+    except Unavailable:
+        return None
 
 
 def discover(backend: str) -> Server:
@@ -213,15 +249,22 @@ def discover(backend: str) -> Server:
     return found
 
 
-def _discover(backend: str) -> Server:
+def _configured(backend: str) -> Server:
+    """Sources 1 and 2: the URL variable's server, else the standard local port's; raises Unavailable."""
     _driver(backend)  # no driver, no point in looking for (or starting) a server
     url = os.environ.get(URL_VARIABLES[backend])
     if url:
         return _reachable(_from_url(backend, url))
     host, port, user = DEFAULTS[backend]
+    return _reachable(Server(backend, host, port, user, "", "standard local port"))
+
+
+def _discover(backend: str) -> Server:
     try:
-        return _reachable(Server(backend, host, port, user, "", "standard local port"))
+        return _configured(backend)
     except Unavailable as local:
+        if os.environ.get(URL_VARIABLES[backend]):
+            raise
         if backend != "postgresql":
             raise Unavailable(f"{local}; set {URL_VARIABLES[backend]} to use another server") from None
         try:
@@ -236,7 +279,7 @@ def main() -> int:
     for backend in BACKENDS:
         try:
             server = discover(backend)
-            name = server.create_database("oauthops_selfcheck_")
+            name = server.create_database("selfcheck")
             server.drop_database(name)
         except Unavailable as reason:
             missing += 1

@@ -12,11 +12,13 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import dbservers
+import leftovers
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -27,36 +29,68 @@ untested = {}
 
 
 @contextlib.contextmanager
-def machine_lock(name):
-    """Hold a lock on one piece of the machine's shared state (the test users and groups, the cron daemon)
-    while changing or using it, so that sessions side by side (tests/tools/suite, pytest -n) never race.
+def users_lock():
+    """Hold a lock while adding or deleting users and groups, so that sessions side by side
+    (tests/tools/suite) never race: useradd fails outright while another one holds /etc/passwd.
 
-    The lock file is in /run/lock, which only root changes state under; a session that is not root creates
-    no users, and takes no lock."""
+    The lock is an flock on /etc/passwd itself (useradd and userdel take other locks, never this one), so
+    it leaves no file behind. A session that is not root creates no users, and takes no lock."""
     if os.geteuid() != 0:
         yield
         return
     import fcntl
 
-    directory = "/run/lock" if os.path.isdir("/run/lock") else "/run"
-    with open(os.path.join(directory, "oauthops-tests-%s.lock" % name), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open("/etc/passwd", encoding="utf-8") as passwd:
+        fcntl.flock(passwd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(passwd, fcntl.LOCK_UN)
 
 
-def system_user(name, *useradd_options):
-    """The system user `name`, created (useradd --system) when missing, under the users lock."""
+@contextlib.contextmanager
+def system_user(what, *useradd_options, remove_home=False):
+    """A system user of this session's own, `oauthops-TAG-what` (tests/leftovers.py), deleted afterwards
+    (with its home when remove_home)."""
     import pwd
 
-    with machine_lock("users"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(["useradd", "--system", *useradd_options, name], check=True)
-            return pwd.getpwnam(name)
+    name = leftovers.name(what)
+    with users_lock():  # useradd fails outright while another session holds /etc/passwd
+        subprocess.run(["useradd", "--system", *useradd_options, name], check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        delete_user(name, remove_home)
+
+
+def delete_user(name, remove_home=False):
+    """userdel, once the user's last process has ended (an ssh session or a job that is still exiting
+    would make userdel refuse); fails if one is still there after 15 s."""
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pgrep", "-u", name], capture_output=True, check=False).returncode == 0:
+        if time.monotonic() > deadline:
+            raise AssertionError("user %s still runs processes: %s" % (
+                name, subprocess.run(["ps", "-u", name, "-o", "pid,args"], capture_output=True, text=True,
+                                     check=False).stdout))
+        time.sleep(0.2)
+    with users_lock():
+        subprocess.run(["userdel", *(["--remove"] if remove_home else []), name], check=True,
+                       capture_output=True)
+
+
+@contextlib.contextmanager
+def system_group(what, members):
+    """A system group of this session's own, `oauthops-TAG-what`, with these members; deleted afterwards."""
+    import grp
+
+    name = leftovers.name(what)
+    with users_lock():
+        subprocess.run(["groupadd", "--system", "--users", ",".join(members), name], check=True)
+    try:
+        yield grp.getgrnam(name)
+    finally:
+        with users_lock():
+            subprocess.run(["groupdel", name], check=True)
 
 
 def application_spec():
@@ -114,7 +148,7 @@ def provisioned_database(backend, workdir):
         server = dbservers.discover(backend)
     except dbservers.Unavailable as exc:
         backend_unavailable(backend, str(exc))
-    name = server.create_database("oauthops_test_")
+    name = server.create_database("test")
     try:
         yield server.django_env(name)
     finally:

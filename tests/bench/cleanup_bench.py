@@ -382,7 +382,7 @@ class Copies:
         if self.backend == "sqlite":
             path = self.workdir / ("%s-%s.sqlite3" % (label, secrets.token_hex(4)))
             return {"OAUTHOPS_TEST_DB": "sqlite", "OAUTHOPS_TEST_DB_NAME": str(path)}
-        return self.server.django_env(self.server.create_database("oauthops_bench_"))
+        return self.server.django_env(self.server.create_database("bench"))
 
     def copy(self, label: str) -> dict:
         """A fresh copy, with the server's background work from making it done (it would be billed

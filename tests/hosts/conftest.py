@@ -12,6 +12,7 @@ import pytest
 # cronjobs.py (cron's way of reading and starting a job) lives with the integration tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
+import leftovers  # noqa: E402  pylint: disable=wrong-import-position
 import sshhosts  # noqa: E402  pylint: disable=wrong-import-position
 
 versions = {}
@@ -28,11 +29,12 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def session_root():
-    """/srv/oauthops-hosts-XXXX: root's, readable by all; the application's tree is inside."""
+    """/srv/oauthops-TAG-hosts-XXXX: root's, readable by all; the application's tree is inside, and the
+    stand-ins for /etc/cron.d, /var/lib and /var/log that the role's jobs go to."""
     missing = sshhosts.missing_tools()
     if missing:
         pytest.fail("missing %s: apt-get install -y --no-install-recommends openssh-server sudo acl" % missing)
-    root = Path(tempfile.mkdtemp(prefix="oauthops-hosts-", dir="/srv"))
+    root = Path(tempfile.mkdtemp(prefix=leftovers.name("hosts") + "-", dir="/srv"))
     root.chmod(0o755)
     yield root
     shutil.rmtree(root)
@@ -40,12 +42,14 @@ def session_root():
 
 @pytest.fixture(scope="session")
 def deploy_user():
-    return sshhosts.deploy_user()
+    with sshhosts.deploy_user() as user:
+        yield user
 
 
 @pytest.fixture(scope="session")
 def app_user():
-    return sshhosts.app_user()
+    with sshhosts.app_user() as user:
+        yield user
 
 
 @pytest.fixture(scope="session")

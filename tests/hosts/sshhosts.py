@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cronjobs import as_user
-from provisioning import DJANGO_PROJECT, REPO, machine_lock
+import leftovers
+from provisioning import DJANGO_PROJECT, REPO, delete_user, system_user, users_lock
 
-DEPLOY_USER = "oauthops-deploy-test"
-APP_USER = "oauthops-app-test"
-APP_HOME = Path("/srv/oauthops-app-test")
+# This session's own (tests/leftovers.py): oauthops-TAG-deploy, oauthops-TAG-app.
+DEPLOY_USER = leftovers.name("deploy")
+APP_USER = leftovers.name("app")
+APP_HOME = Path("/srv") / APP_USER
 SUDOERS = Path("/etc/sudoers.d") / DEPLOY_USER
 SYSTEM_PYTHON = "/usr/bin/python3"
 MKVENV = REPO / "tests" / "tools" / "mkvenv"
@@ -60,45 +62,39 @@ def missing_tools():
 # -- the two users ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
 def deploy_user():
-    """The account Ansible logs in as: a key, a shell, and sudo without a password."""
-    with machine_lock("users"):  # useradd fails outright while another session holds /etc/passwd
-        try:
-            user = pwd.getpwnam(DEPLOY_USER)
-        except KeyError:
-            run(["useradd", "--user-group", "--create-home", "--shell", "/bin/bash", DEPLOY_USER])
-            # useradd leaves the password locked, and without PAM sshd refuses a locked account even for
-            # a key; '*' matches no password, so only the key lets anyone in.
-            run(["usermod", "--password", "*", DEPLOY_USER])
-            user = pwd.getpwnam(DEPLOY_USER)
-    rule = "%s ALL=(ALL:ALL) NOPASSWD: ALL\n" % DEPLOY_USER
-    if not SUDOERS.exists() or SUDOERS.read_text() != rule:
+    """The account Ansible logs in as: a key, a shell, and sudo without a password; removed afterwards,
+    with its home and its sudo rule."""
+    with users_lock():
+        run(["useradd", "--user-group", "--create-home", "--shell", "/bin/bash", DEPLOY_USER])
+        # useradd leaves the password locked, and without PAM sshd refuses a locked account even for
+        # a key; '*' matches no password, so only the key lets anyone in.
+        run(["usermod", "--password", "*", DEPLOY_USER])
+    try:
         # sudo skips files with a dot in /etc/sudoers.d, so a half-written one is never read.
         draft = SUDOERS.with_name("." + SUDOERS.name)
-        draft.write_text(rule)
+        draft.write_text("%s ALL=(ALL:ALL) NOPASSWD: ALL\n" % DEPLOY_USER)
         draft.chmod(0o440)
         run(["visudo", "-c", "-q", "-f", str(draft)])
         draft.replace(SUDOERS)
-    return user
+        yield pwd.getpwnam(DEPLOY_USER)
+    finally:
+        SUDOERS.unlink(missing_ok=True)
+        delete_user(DEPLOY_USER, remove_home=True)
 
 
+@contextlib.contextmanager
 def app_user():
-    """The application's account: owns the project, runs the modules (become_user) and the cron job.
+    """The application's account: owns the project, runs the modules (become_user) and the cron job;
+    removed afterwards, with its home.
 
     Its home is where a module run as this user keeps its temporary files (Ansible's remote_tmp,
     ~/.ansible/tmp): a become_user cannot write into the deploy user's temporary directory.
     """
-    with machine_lock("users"):
-        try:
-            user = pwd.getpwnam(APP_USER)
-        except KeyError:
-            run(["useradd", "--system", "--user-group", "--create-home", "--home-dir", str(APP_HOME),
-                 "--shell", "/usr/sbin/nologin", APP_USER])
-            user = pwd.getpwnam(APP_USER)
-    if not os.path.isdir(user.pw_dir):
-        os.makedirs(user.pw_dir)
-        os.chown(user.pw_dir, user.pw_uid, user.pw_gid)
-    return user
+    with system_user("app", "--user-group", "--create-home", "--home-dir", str(APP_HOME),
+                     "--shell", "/usr/sbin/nologin", remove_home=True) as user:
+        yield user
 
 
 def as_app(user, argv, cwd="/", env=None, timeout=120):

@@ -28,7 +28,7 @@ from cronjobs import (
 from sshhosts import APP_USER, HOSTS, PLAYBOOKS, SETTINGS, database_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
-    "they create system users and a sudo rule, start sshd and write /etc/cron.d, which only "
+    "they create system users and a sudo rule, start sshd and write under /srv, which only "
     "root may; run them as root, as CI does (the summary then says NOT RUN loudly)"
 ))
 
@@ -104,37 +104,45 @@ def test_what_a_become_user_needs(way, ansible, app_site, database, env_files):
 
 
 @pytest.fixture
-def job_names():
-    """A cron job name per host, unique to this run; whatever the role leaves is removed afterwards."""
+def jobs(session_root):
+    """A cron job name per host, unique to this run, and the stand-ins for /etc/cron.d, /var/lib and /var/log
+    its files go to (root's, like those): a cron daemon running on this machine never sees them."""
     run = secrets.token_hex(4)
-    names = {host: "oauthops-hosts-%s-%s" % (run, host) for host in HOSTS}
-    yield names
-    for name in names.values():
-        for path in (Path("/etc/cron.d") / name, Path("/var/log") / (name + ".log")):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(Path("/var/lib") / name, ignore_errors=True)
+    base = session_root / ("jobs-" + run)
+    for directory in (base, base / "cron.d", base / "lib", base / "log"):
+        directory.mkdir(mode=0o755)
+    yield {host: "oauthops-hosts-%s-%s" % (run, host) for host in HOSTS}, base
+    shutil.rmtree(base)
 
 
-def installed_jobs(names):
-    return sorted(host for host, name in names.items()
-                  if any(path.exists() for path in (Path("/etc/cron.d") / name, Path("/var/lib") / name,
-                                                    Path("/var/log") / (name + ".log"))))
+def job_files(names, base, host):
+    """The cron file, the job's directory and its log (the role's token_cleanup_cron_file, _directory, _log_file)."""
+    name = names[host]
+    return base / "cron.d" / name, base / "lib" / name, base / "log" / (name + ".log")
+
+
+def installed_jobs(names, base):
+    return sorted(host for host in names if any(path.exists() for path in job_files(names, base, host)))
 
 
 def token_rows(app_site, database):
     return json.loads(app_site.manage("web2", database, "shell", "--no-imports", "-c", COUNT_ROWS))
 
 
-def test_only_the_chosen_host_of_a_cluster_gets_the_job(ansible, app_site, database, env_files, job_names):
+def test_only_the_chosen_host_of_a_cluster_gets_the_job(ansible, app_site, database, env_files, jobs):
+    job_names, base = jobs
     hosts = {
         host: {
-            "token_cleanup_name": job_names[host],  # /etc/cron.d/NAME, /var/lib/NAME, /var/log/NAME.log
+            "token_cleanup_name": job_names[host],
+            "token_cleanup_cron_file": str(job_files(job_names, base, host)[0]),
+            "token_cleanup_directory": str(job_files(job_names, base, host)[1]),
+            "token_cleanup_log_file": str(job_files(job_names, base, host)[2]),
             "token_cleanup_user": APP_USER,
             "token_cleanup_project_path": str(app_site.project(host)),
             "token_cleanup_virtualenv": str(app_site.venv),
             "token_cleanup_settings": SETTINGS,
             "token_cleanup_env_file": env_files[host],
-            # February 31st: a cron daemon running on this machine never starts the job by itself.
+            # February 31st: no cron daemon would ever start the job by itself.
             "token_cleanup_day": "31",
             "token_cleanup_month": "2",
         }
@@ -146,9 +154,9 @@ def test_only_the_chosen_host_of_a_cluster_gets_the_job(ansible, app_site, datab
     output = ansible.playbook(shipped, inventory, pipelining=False, extra_vars={"token_cleanup_host": "web2"})
     changed = changed_per_host(output)
     assert changed["web2"] > 0 and changed["web1"] == changed["web3"] == 0
-    assert installed_jobs(job_names) == ["web2"]
+    assert installed_jobs(job_names, base) == ["web2"]
 
-    cron_file = Path("/etc/cron.d") / job_names["web2"]
+    cron_file, _directory, log_file = job_files(job_names, base, "web2")
     assert (cron_file.owner(), cron_file.stat().st_mode & 0o777) == ("root", 0o644)
     environment, (job,) = read_cron_file(cron_file)
     assert (job.user, job.schedule) == (APP_USER, "17 * 31 2 *")
@@ -157,7 +165,7 @@ def test_only_the_chosen_host_of_a_cluster_gets_the_job(ansible, app_site, datab
     app_site.manage("web2", database, "oauthops_seed_tokens", "cluster")
     assert token_rows(app_site, database) == SEEDED_ROWS
     assert finish(start_as_cron(job, environment)) == (0, "", ""), "a healthy run prints nothing"
-    ((_timestamp, fields),) = log_entries(Path("/var/log") / (job_names["web2"] + ".log"))
+    ((_timestamp, fields),) = log_entries(log_file)
     assert {name: fields[name] for name in DELETED_BY_ENGINE["oauthops"]} == DELETED_BY_ENGINE["oauthops"]
     assert (fields["engine"], fields["total"], fields["complete"]) == ("oauthops", 18, True)
     assert token_rows(app_site, database) == KEPT_ROWS
@@ -165,7 +173,7 @@ def test_only_the_chosen_host_of_a_cluster_gets_the_job(ansible, app_site, datab
     output = ansible.playbook(shipped, inventory, pipelining=False,
                               extra_vars={"token_cleanup_host": "web2", "token_cleanup_state": "absent"})
     assert changed_per_host(output)["web2"] > 0
-    assert installed_jobs(job_names) == []
+    assert installed_jobs(job_names, base) == []
 
 
 def test_the_applications_role_converges_as_the_application_user(ansible, app_site, database):

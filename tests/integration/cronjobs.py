@@ -30,7 +30,6 @@ import pytest
 
 from provisioning import DJANGO_PROJECT, migrate, provisioned_database, system_user
 
-APP_USER = "oauthops-cron-test"
 # The project's interpreter: --project-python (set by tests/integration/conftest.py), else this one.
 PROJECT_PYTHON = sys.executable
 # tests/django_project's oauthops_seed_tokens backlog: rows per model before and after a cleanup,
@@ -60,10 +59,13 @@ COUNT_ROWS = (
 
 @pytest.fixture(scope="session")
 def app_user():
+    """The job's user: as root, a system user of this session's (oauthops-TAG-cron), removed at its end."""
     if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
-    return system_user(APP_USER, "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                       "--shell", "/usr/sbin/nologin")
+        yield pwd.getpwuid(os.geteuid())
+        return
+    with system_user("cron", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                     "--shell", "/usr/sbin/nologin") as user:
+        yield user
 
 
 def as_user(user, argv):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cronjobs import KEPT_ROWS, inventory, job_vars, log_entries, seed_tokens, sqlite_database, token_rows
-from provisioning import machine_lock
+from provisioning import users_lock
 
 CRON = shutil.which("cron") or "/usr/sbin/cron"
 SENDMAIL = Path("/usr/sbin/sendmail")
@@ -46,7 +46,7 @@ def mailbox(scratch):
 def cron_daemon():
     if not os.access(CRON, os.X_OK):
         pytest.fail("no cron daemon at %s: apt-get install -y --no-install-recommends cron" % CRON)
-    with machine_lock("cron-daemon"):  # one test session at a time owns the daemon and /etc/cron.d
+    with users_lock():  # one test session at a time owns the daemon and /etc/cron.d (until it has a namespace)
         running = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False)
         if running.returncode == 0:
             pytest.fail("a cron daemon is already running (pid %s); stop it first" % running.stdout.decode().split())

@@ -36,16 +36,13 @@ from cronjobs import (
     start_as_cron,
     token_rows,
 )
-from provisioning import DJANGO_PROJECT, machine_lock, migrate, system_user
+from provisioning import DJANGO_PROJECT, migrate, system_group, system_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
     "these tests attack the role as it runs in production, as root against an unprivileged user "
     "(setpriv, chown, /etc-like victims); run as root, as CI does"
 ))
 
-GID0_USER = "oauthops-gid0-test"
-# A group whose members are the application user and daemon (uid 1): two users who can write what it can.
-PAIR_GROUP = "oauthops-runas-pair"
 
 
 def test_root_never_writes_or_removes_through_a_path_the_user_controls(
@@ -163,8 +160,9 @@ def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal
 
 @pytest.fixture(scope="session")
 def gid0_user():
-    return system_user(GID0_USER, "--gid", "0", "--no-create-home", "--home-dir", "/nonexistent",
-                       "--shell", "/usr/sbin/nologin")
+    with system_user("gid0", "--gid", "0", "--no-create-home", "--home-dir", "/nonexistent",
+                     "--shell", "/usr/sbin/nologin") as user:
+        yield user
 
 
 INJECTIONS = [
@@ -206,7 +204,7 @@ def test_no_value_can_bend_the_cron_file(role_playbook, app_user, app_python, sc
         "role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "bad.json", hosts), expect_rc=2
     )
     failed = {line.split()[0] for line in output.splitlines() if " failed=1 " in line}
-    assert failed == set(hosts), output[-4000:]
+    assert failed == set(hosts), (sorted(set(hosts) - failed), output[-4000:])
     assert cron_file.read_bytes() == installed
     assert "primary group 0" in output and "is not a cron minute field" in output
     assert not Path("/injected").exists()
@@ -401,12 +399,9 @@ def root_project(scratch):
 
 @pytest.fixture(scope="session")
 def pair_group(app_user):
-    with machine_lock("users"):
-        try:
-            return grp.getgrnam(PAIR_GROUP)
-        except KeyError:
-            subprocess.run(["groupadd", "--system", "--users", "%s,daemon" % app_user.pw_name, PAIR_GROUP], check=True)
-            return grp.getgrnam(PAIR_GROUP)
+    """A group whose members are the application user and daemon (uid 1): two users who can write what it can."""
+    with system_group("pair", [app_user.pw_name, "daemon"]) as group:
+        yield group
 
 
 def chown_tree(path, user):
@@ -518,7 +513,7 @@ def test_root_refuses_a_project_that_several_users_can_change(role_playbook, app
     elif layout == "group-of-two":
         os.chown(testapp, 0, pair_group.gr_gid)
         testapp.chmod(0o775)
-        reasons = "%s is writable by its group %s, whose members are daemon, %s" % (testapp, PAIR_GROUP, app_user.pw_name)
+        reasons = "%s is writable by its group %s, whose members are daemon, %s" % (testapp, pair_group.gr_name, app_user.pw_name)
         suggested = "the user who should own it"
     else:
         testapp.chmod(0o1757)  # sticky or not: anyone can add a module to it

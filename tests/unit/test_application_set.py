@@ -199,7 +199,7 @@ def myisam_database():
     import dbservers
 
     server = dbservers.discover("mysql")
-    name = server.create_database("oauthops_myisam_")
+    name = server.create_database("myisam")
     options = dict(connection.settings_dict["OPTIONS"], init_command="SET default_storage_engine=MyISAM")
     connections.settings["myisam"] = dict(connection.settings_dict, NAME=name, OPTIONS=options)
     try:
