@@ -44,7 +44,8 @@ DATABASE = re.compile(r"^oauthops_(%s)_[A-Za-z0-9_]+$" % TAG)
 LEGACY = "legacy"
 LEGACY_USERS = ("oauthops-cron-test", "oauthops-gid0-test", "oauthops-deploy-test", "oauthops-app-test")
 LEGACY_GROUPS = ("oauthops-runas-pair",)
-LEGACY_PATHS = ("/srv/oauthops-app-test", "/home/oauthops-deploy-test", "/etc/sudoers.d/oauthops-deploy-test")
+LEGACY_PATHS = ("/srv/oauthops-app-test", "/home/oauthops-deploy-test", "/etc/sudoers.d/oauthops-deploy-test",
+                "/run/lock/oauthops-tests-users.lock", "/run/lock/oauthops-tests-cron-daemon.lock")
 LEGACY_DATABASE = re.compile(r"^oauthops_(test|myisam|selfcheck|bench)_[0-9a-f]{12}$")
 
 _session = {}
