@@ -38,6 +38,7 @@ SUDOERS = Path("/etc/sudoers.d") / DEPLOY_USER
 SYSTEM_PYTHON = "/usr/bin/python3"
 MKVENV = REPO / "tests" / "tools" / "mkvenv"
 SSHD = "/usr/sbin/sshd"
+PRIVSEP_DIR = "/run/sshd"  # sshd needs it; a machine whose own sshd runs has it, and keeps it
 # What the application's virtualenv gets from PyPI: the newest Django for the system Python, and
 # the DOT release whose clear_expired() the expected counts of cronjobs.py are written for.
 APP_REQUIREMENTS = ("Django", "django-oauth-toolkit==3.4.1")
@@ -214,6 +215,7 @@ class Sshd:
     client_key: Path
     known_hosts: Path
     log: Path
+    made_privsep_dir: bool = False
 
     def connection_vars(self, port):
         return {
@@ -237,6 +239,9 @@ class Sshd:
                 os.kill(int(pid), signal.SIGTERM)
         self.process.terminate()
         self.process.wait(timeout=10)
+        if self.made_privsep_dir:
+            with contextlib.suppress(OSError):  # not when another sshd has put something there since
+                os.rmdir(PRIVSEP_DIR)
 
 
 def start_sshd(workdir, public_dir):
@@ -270,7 +275,9 @@ def start_sshd(workdir, public_dir):
         "    SetEnv PATH=%s" % noacl_path,
         "",
     ]))
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+    made_privsep_dir = not os.path.isdir(PRIVSEP_DIR)
+    if made_privsep_dir:
+        os.mkdir(PRIVSEP_DIR, 0o755)
     run([SSHD, "-t", "-f", str(config)], timeout=30)
     log = workdir / "sshd.log"
     with open(log, "wb") as output:
@@ -278,7 +285,7 @@ def start_sshd(workdir, public_dir):
     public_key = Path(str(host_key) + ".pub").read_text().split()[:2]
     known_hosts = workdir / "known_hosts"
     known_hosts.write_text("".join("[127.0.0.1]:%d %s\n" % (p, " ".join(public_key)) for p in (port, noacl_port)))
-    sshd = Sshd(process, port, noacl_port, client_key, known_hosts, log)
+    sshd = Sshd(process, port, noacl_port, client_key, known_hosts, log, made_privsep_dir)
     deadline = time.monotonic() + 30
     while not all(listening(p) for p in (port, noacl_port)):
         if process.poll() is not None or time.monotonic() > deadline:
