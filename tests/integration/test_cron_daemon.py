@@ -139,19 +139,24 @@ def namespace_members(namespace):
 class CronDaemon:
     """`cron -f` in a mount namespace of its own (see the module's docstring)."""
 
-    def __init__(self, unshare, scratch, cron_d, mailbox):
+    def __init__(self, scratch):
         self.tag = "oauthops-cron-" + secrets.token_hex(4)
-        self.cron_d = cron_d
-        home = Path(tempfile.mkdtemp(dir=scratch, prefix="cron-daemon-"))
-        home.chmod(0o755)
-        sendmail = home / "sendmail"
+        self.home = Path(tempfile.mkdtemp(dir=scratch, prefix="cron-daemon-"))
+        self.home.chmod(0o755)
+        self.stderr = self.home / "cron.stderr"
+        self.process = self.namespace = None
+
+    def start(self, unshare, cron_d, mailbox):
+        sendmail = self.home / "sendmail"
         sendmail.write_text('#!/bin/sh\ncat > "%s/$(date +%%s%%N)-$$"\n' % mailbox)
         sendmail.chmod(0o755)
-        self.stderr = home / "cron.stderr"
         with self.stderr.open("w") as stderr:
-            # unshare and sh each exec the next: the process started here is cron itself.
-            self.process = subprocess.Popen(in_namespace(unshare, self.tag, cron_d, sendmail, [CRON, "-f"]),
-                                            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+            # unshare and sh each exec the next: the process started here is cron itself. It outlives
+            # this method: stop() ends it.
+            self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+                in_namespace(unshare, self.tag, cron_d, sendmail, [CRON, "-f"]),
+                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+            )
         ready = self.process.stdout.readline()
         self.process.stdout.close()
         if ready != b"ready\n":
@@ -174,7 +179,10 @@ class CronDaemon:
         return mount_points(Path("/proc/%d/mountinfo" % self.process.pid).read_text())
 
     def stop(self):
-        """Stop cron and everything it started, even what left its process group: all of the namespace."""
+        """Stop cron and everything it started: its jobs each have a session of their own (Debian's cron
+        calls setsid for them), so after cron's process group goes, whatever is left in its namespace."""
+        if self.process is None:
+            return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # cron, and the jobs still in its group
             try:
@@ -183,7 +191,7 @@ class CronDaemon:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
         deadline = time.monotonic() + 10
-        while namespace_members(self.namespace):
+        while self.namespace and namespace_members(self.namespace):
             if time.monotonic() > deadline:
                 pytest.fail("processes of cron's namespace survive SIGKILL: %s" % namespace_members(self.namespace))
             for pid in namespace_members(self.namespace):
@@ -197,7 +205,13 @@ class CronDaemon:
 @pytest.fixture
 def cron_daemon(cron_namespace, scratch):
     daemons = []
-    yield lambda cron_d, mailbox: daemons.append(CronDaemon(cron_namespace, scratch, cron_d, mailbox)) or daemons[-1]
+
+    def start(cron_d, mailbox):
+        daemons.append(CronDaemon(scratch))
+        daemons[-1].start(cron_namespace, cron_d, mailbox)
+        return daemons[-1]
+
+    yield start
     for daemon in daemons:
         daemon.stop()
 
