@@ -5,7 +5,8 @@ starts its own `cron -f` and waits (bounded) for the daemon to run them; a stand
 what cron mails: the failing job's one line, and nothing from the healthy one. Then `state: absent`,
 and the daemon no longer runs the job.
 
-What it touches on the machine: nothing under /etc, /var, /usr or /run. The jobs' cron file, directory
+What it touches on the machine: nothing under /etc, /var, /usr or /run of its own doing (the shared
+fixtures are another matter: see the end of this paragraph). The jobs' cron file, directory
 and log are stand-ins in the tests' scratch directory (cronjobs.host_root), as in test_roles.py. The
 daemon runs in a mount namespace of its own (`unshare --mount --propagation private`), where, and only
 there:
@@ -22,8 +23,9 @@ The mounts go with the namespace when its last process exits; the test stops the
 whatever the jobs left behind in the namespace, then proves from the host that nothing of it stays
 mounted or running, and that /etc/cron.d, /etc/crontab, /var/spool/cron/crontabs, /usr/sbin/sendmail,
 /run/crond.pid, /var/lib and /var/log entries named *oauthops* and the system's cron daemon (if one
-runs) are as they were. The shared fixtures' one lasting change is the jobs' system user,
-oauthops-cron-test, created once when missing (cronjobs.app_user).
+runs) are as they were. The shared fixtures change the machine once, for every role test: they create
+the jobs' system user, oauthops-cron-test, when it is missing (cronjobs.app_user: /etc/passwd and the
+like, under the lock file /run/lock/oauthops-tests-users.lock).
 
 Sessions side by side each run their own daemon in their own namespace: nothing is shared, so no
 machine lock is taken.
