@@ -35,6 +35,18 @@ CHECKOUT_LINK := $(CHECKOUT_COLLECTIONS)/ansible_collections/oauthops/toolkit
 CALLER_PATH := $(PATH)
 export PATH := $(BIN):$(PATH)
 VENV_PYTHON_VERSION = $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# Every recipe's Ansible commands see the suite's Ansible settings, never the caller's (their ANSIBLE_*
+# variables, ./ansible.cfg, ~/.ansible.cfg, the collections in ~/.ansible): every inherited ANSIBLE_*
+# variable is dropped and these four take their place, as tests/ansible_isolation.py does for pytest
+# sessions and scripts run by hand (tests/unit/test_ansible_isolation.py checks that both agree).
+# A target that needs collections still names its own ANSIBLE_COLLECTIONS_PATH. ansible-test keeps
+# its venvs and pip bootstrap in ~/.ansible/test whatever ANSIBLE_HOME says.
+$(foreach v,$(filter ANSIBLE_%,$(.VARIABLES)),$(eval unexport $(v)))
+override ANSIBLE_HOME := $(OUTPUT)/ansible-home
+override ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
+override ANSIBLE_COLLECTIONS_PATH := $(ANSIBLE_HOME)/collections
+override ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+export ANSIBLE_HOME ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_SCAN_SYS_PATH
 
 say := @printf '\n==> %s\n'
 
@@ -132,7 +144,7 @@ endef
 build: venv
 	$(call build-collection,$(DIST))
 	$(say) "rendering the installed tarball's module docs"
-	@cd '$(DIST)' && export ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed' ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
+	@cd '$(DIST)' && export ANSIBLE_COLLECTIONS_PATH='$(DIST)/installed'; \
 	    modules="$$($(BIN)/ansible-doc -t module --list --json oauthops.toolkit \
 	        | $(BIN)/python -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))')"; \
 	    echo "modules in the tarball: $$modules"; \
