@@ -53,12 +53,14 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Keep the tests meant for this session's model variant."""
+    """Keep the tests meant for this session's model variant (and backend: one_backend tests run on SQLite only)."""
     variant = config.getoption("models")
+    sqlite = config.oauthops_unit_backend == "sqlite"
     kept, deselected = [], []
     for item in items:
         marker = item.get_closest_marker("models")
-        (kept if variant in (marker.args if marker else ("stock",)) else deselected).append(item)
+        wanted = variant in (marker.args if marker else ("stock",)) and (sqlite or not item.get_closest_marker("one_backend"))
+        (kept if wanted else deselected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
