@@ -19,7 +19,8 @@ Variants are chosen the pytest way (`pytest --help` lists them under "oauthops.t
     --ansible-playbook PATH, --target-python PATH   a matrix cell's controller and target (tests/tools/run-matrix)
 
 Environment variables remain only where the Django project under test (a child process) reads them; they
-are listed in one place, tests/django_project/testproject/settings.py.
+are listed in one place, tests/django_project/testproject/settings.py. The caller's ANSIBLE_* variables are
+ignored: every session runs its Ansible commands with the suite's settings (tests/ansible_isolation.py).
 """
 
 import os
@@ -32,6 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ansible_isolation  # noqa: E402
 import dbservers  # noqa: E402
 import leftovers  # noqa: E402
 import provisioning  # noqa: E402
@@ -94,7 +96,10 @@ def pytest_configure(config):
     """A hang fails its test (pytest-timeout dumps every thread's stack) instead of stalling CI.
 
     --timeout, PYTEST_TIMEOUT or a timeout marker still choose another limit.
+
+    Every subprocess inherits the suite's Ansible settings in place of the caller's (tests/ansible_isolation.py).
     """
+    config.oauthops_ansible_note = ansible_isolation.ignored_note(ansible_isolation.isolate())
     if not config.pluginmanager.hasplugin("timeout"):
         raise pytest.UsageError(
             "pytest-timeout is not installed in %s (pip install pytest-timeout): every test needs a time limit"
@@ -140,6 +145,9 @@ def pytest_sessionfinish(session):
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    note = getattr(config, "oauthops_ansible_note", None)
+    if note:
+        terminalreporter.write_line("NOTE: " + note, yellow=True)
     found, failures = getattr(config, "oauthops_leftovers", ((), ()))
     if found:
         terminalreporter.write_line("FAILED: the session left %d thing(s) on the machine, now removed: %s"

@@ -21,6 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "tests" / "django_project"
+sys.path.insert(0, str(REPO / "tests"))
+
+import ansible_isolation  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def timed(command, env, repeat=5):
@@ -55,6 +58,10 @@ def playbook(path, tasks, module="oauth_application"):
 
 def main():
     extra = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    # The ansible-playbook runs get the suite's Ansible settings, not the caller's (tests/ansible_isolation.py).
+    note = ansible_isolation.ignored_note(ansible_isolation.isolate())
+    if note:
+        print("bench: " + note)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         collections = scratch / "collections" / "ansible_collections" / "oauthops"

@@ -47,6 +47,8 @@ REPO = TESTS.parent
 DJANGO_PROJECT = TESTS / "django_project"
 sys.path.insert(0, str(TESTS))
 
+import ansible_isolation  # noqa: E402  pylint: disable=wrong-import-position
+
 SCENARIOS = {
     # access tokens, SQL condition on n (1..access) for an expired one
     "150k": (125_000, "1 = 1"),
@@ -649,6 +651,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per contestant; the table shows the median")
     parser.add_argument("--no-playbook", action="store_true", help="skip the ansible-playbook runs")
     options = parser.parse_args()
+    # The ansible-playbook runs get the suite's Ansible settings, not the caller's (tests/ansible_isolation.py).
+    note = ansible_isolation.ignored_note(ansible_isolation.isolate())
+    if note:
+        print("bench: " + note)
 
     import django
     import oauth2_provider

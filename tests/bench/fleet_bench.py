@@ -41,6 +41,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "tests" / "django_project"
+sys.path.insert(0, str(REPO / "tests"))
+
+import ansible_isolation  # noqa: E402  pylint: disable=wrong-import-position
+
 SETTINGS = "testproject.settings"
 BULK_MODULE = REPO / "plugins" / "modules" / "oauth_applications.py"
 TARGET_BULK_TO_FLOOR = 3.0
@@ -333,6 +337,10 @@ def main() -> None:
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--skip-migrations", action="store_true")
     args = parser.parse_args()
+    # The ansible-playbook runs get the suite's Ansible settings, not the caller's (tests/ansible_isolation.py).
+    note = ansible_isolation.ignored_note(ansible_isolation.isolate())
+    if note:
+        print("bench: " + note)
     lines = []
     with tempfile.TemporaryDirectory(prefix="oauthops-fleet-bench-") as scratch:
         bench = Bench(Path(scratch), args)

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ansible_isolation
 from cronjobs import as_user
 import leftovers
 from provisioning import DJANGO_PROJECT, REPO, delete_user, system_user, users_lock
@@ -320,12 +321,10 @@ def install_collection(workdir):
 
 
 def ansible_env(collections_path, **extra):
-    env = dict(os.environ)
-    for name in [name for name in env if name.startswith("ANSIBLE_")]:
-        del env[name]  # a developer's settings must not change what the tests prove
+    # A developer's settings must not change what the tests prove: the suite's Ansible settings only.
+    env, _ignored = ansible_isolation.environment(os.environ)
     env.update(
         ANSIBLE_COLLECTIONS_PATH=str(collections_path),
-        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_RETRY_FILES_ENABLED="0",
         **extra,
