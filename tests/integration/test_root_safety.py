@@ -44,7 +44,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
 ))
 
 
-
 def test_root_never_writes_or_removes_through_a_path_the_user_controls(
     role_playbook, app_user, app_python, scratch, victims
 ):
