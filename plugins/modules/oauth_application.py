@@ -242,7 +242,7 @@ EXAMPLES = r"""
       register: rotated
       no_log: true
 
-    - name: A field of the project's own (swapped) application model, and one that DOT 3.4.1 added
+    - name: A field of the project's own (swapped) application model, and one that DOT 3.4.0 added
       oauthops.toolkit.oauth_application:
         client_id: partner-42
         client_type: confidential

@@ -67,8 +67,8 @@ options:
     description:
       - Take a lock so that two cleanups never run on one database at the same time.
       - PostgreSQL uses an advisory lock (C(pg_try_advisory_lock)), MySQL and MariaDB C(GET_LOCK()), SQLite an
-        C(flock) on the file C(<database file>.oauthops-cleanup.lock) beside the database. The database server (or
-        the kernel, for the file) releases the lock when a run dies.
+        C(flock) on the database file itself (no lock file is created). The database server (or the kernel, for
+        the file) releases the lock when a run dies.
       - The advisory locks belong to the database session, so they do not work through a connection pooler in
         transaction mode (PgBouncer C(pool_mode=transaction)).
     type: bool
