@@ -7,7 +7,10 @@ import pwd
 import re
 import secrets
 import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from cronjobs import (
     DELETED_BY_ENGINE,
@@ -221,6 +224,27 @@ def test_the_role_refuses_root(role_playbook, app_python, scratch):
                                expect_rc=2)
     assert "token_cleanup_user 'root' has uid 0" in output
     assert tree(base) == ["cron.d", "lib", "log"]
+
+
+@pytest.mark.parametrize("shipped, extra, pattern", [
+    ("oauthops.toolkit.token_cleanup", [], "oauthops_token_cleanup"),
+    ("oauthops.toolkit.applications", ["-e", "oauthops_hosts=no_such_group"], "no_such_group"),
+])
+def test_a_shipped_playbook_that_matches_no_host_fails_and_says_what_it_expected(
+    role_playbook, shipped, extra, pattern
+):
+    """Without the check, Ansible prints "skipping: no hosts matched" and exits 0: nothing was installed, and
+    nothing says so."""
+    command, env = role_playbook.command("role_token_cleanup.yml", None, ())
+    inventory_file = role_playbook.workdir / "hosts.ini"
+    inventory_file.write_text("web1 ansible_connection=local\n")  # a host, in no group of ours
+    command = [command[0], "-i", str(inventory_file), shipped] + extra
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    assert "no inventory host matches '%s':" % pattern in output, output
+    assert "-e oauthops_hosts=GROUP" in output
+    assert "web1" not in output.split("PLAY RECAP")[-1], "no play ran on the inventory's host"
 
 
 # -- applications ------------------------------------------------------------------------------
