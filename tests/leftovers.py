@@ -200,7 +200,10 @@ def remove(leftovers):
     users = [item.name for item in leftovers if item.kind == "user"]
     pids = {int(item.name) for item in leftovers if item.kind == "process"}
     for user in users:
-        uid = pwd.getpwnam(user).pw_uid
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:  # deleted meanwhile
+            continue
         pids.update(int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _uid_of(entry) == uid)
     pids -= _ancestors()
     for sig in (signal.SIGTERM, signal.SIGKILL):
