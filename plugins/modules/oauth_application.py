@@ -242,20 +242,25 @@ EXAMPLES = r"""
       register: rotated
       no_log: true
 
-    - name: A field of the project's own (swapped) application model, and one that DOT 3.4.0 added
-      oauthops.toolkit.oauth_application:
-        client_id: partner-42
-        client_type: confidential
-        authorization_grant_type: client-credentials
-        extra_fields:
-          partner_code: P-42
-          registration_source: manual
-      no_log: true
-
     - name: Retire an application (its tokens and grants go with it)
       oauthops.toolkit.oauth_application:
         client_id: legacy-app
         state: absent
+
+# Needs a project setting: OAUTH2_PROVIDER_APPLICATION_MODEL, a model of the project's own with a partner_code field
+# (DOT's own model has none: there, extra_fields takes only the fields DOT added, such as registration_source)
+- name: A field of the project's own (swapped) application model, and one that DOT 3.4.0 added
+  oauthops.toolkit.oauth_application:
+    project_path: /srv/shop
+    virtualenv: /srv/shop/venv
+    settings: shop.settings.production
+    client_id: partner-42
+    client_type: confidential
+    authorization_grant_type: client-credentials
+    extra_fields:
+      partner_code: P-42
+      registration_source: manual
+  no_log: true
 """
 
 RETURN = r"""

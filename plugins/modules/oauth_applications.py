@@ -202,6 +202,8 @@ EXAMPLES = r"""
         authorization_grant_type: authorization-code
         redirect_uris: [https://shop.example.com/oauth/callback]
         client_secret: "{{ vault_shop_web_client_secret }}"
+      # Needs a project setting: OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = ["https", "com.example.shop"]
+      # (DOT allows only http and https redirects by default; a native app's own scheme must be listed)
       - client_id: shop-mobile
         client_type: public
         authorization_grant_type: authorization-code
@@ -217,14 +219,22 @@ EXAMPLES = r"""
 
 - name: The declared set is the whole set of operator-registered shop-* clients; delete the rest
   oauthops.toolkit.oauth_applications:
+    project_path: /srv/shop
+    virtualenv: /srv/shop/venv
+    settings: shop.settings.production
     applications: "{{ shop_oauth_clients }}"
     exclusive: true
     exclusive_filter:
       client_id: ["shop-*"]
   no_log: true
 
+# Needs a project setting: OAUTH2_PROVIDER_APPLICATION_MODEL, a model of the project's own with a partner_code field
+# (DOT's own model has none: there, extra_fields takes only the fields DOT added, such as registration_source)
 - name: A field of a swapped application model, and one DOT added
   oauthops.toolkit.oauth_applications:
+    project_path: /srv/shop
+    virtualenv: /srv/shop/venv
+    settings: shop.settings.production
     applications:
       - client_id: partner-42
         client_type: confidential

@@ -9,6 +9,7 @@ chooses with pytest options, see tests/conftest.py). Every variable the project 
     OAUTHOPS_TEST_DB_HOST, _PORT, _USER, _PASSWORD   the server (postgresql, mysql)
     OAUTHOPS_TEST_DATABASE_URL       parsed as dj-database-url would (a password's '/' reaches the error)
     OAUTHOPS_TEST_BATCH_SIZE         DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE (default 10000)
+    OAUTHOPS_TEST_REDIRECT_SCHEMES   DOT's ALLOWED_REDIRECT_URI_SCHEMES, comma-separated (default http, https)
     OAUTHOPS_TEST_FAST_HASHER        MD5 hashes new client secrets (every default hasher still verifies)
     OAUTHOPS_TEST_CUSTOM_USER        a user model that logs in by email (--models custom-user)
     OAUTHOPS_TEST_SWAPPED_APPLICATION  an application model of the project's own (--models custom-user)
@@ -95,6 +96,9 @@ OAUTH2_PROVIDER = {
     "OIDC_RSA_PRIVATE_KEY": (BASE_DIR / "testproject" / "oidc_test_key.pem").read_text(),
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": int(os.environ.get("OAUTHOPS_TEST_BATCH_SIZE", "10000")),
 }
+if os.environ.get("OAUTHOPS_TEST_REDIRECT_SCHEMES"):
+    # A project that lets native apps redirect to their own scheme (com.example.shop:/oauth/callback).
+    OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"] = os.environ["OAUTHOPS_TEST_REDIRECT_SCHEMES"].split(",")
 
 if os.environ.get("OAUTHOPS_TEST_FAST_HASHER"):
     # PBKDF2 takes ~0.4 s per client secret hashed or checked; tests that do not test hashing itself
