@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,7 @@ SUBSTITUTIONS = [
     (r"(?m)^(\s*(?:- )?)(user|owner|token_cleanup_user): shop\b", r"\1\2: {app_user}"),  # the system user
     (r"(?m)^(\s*)group: shop\b", r"\1group: {app_group}"),  # and its group
     # The tests already run as the project's owner: a become to it, or to root, is dropped.
-    (r"(?m)^\s*become(_user)?: .*\n", ""),
+    (r"(?m)^\s*(ansible_)?become(_user)?: .*\n", ""),
 ]
 # Variables the examples take from the vault or the inventory (extra vars; the role's paths go to a scratch tree
 # of stand-ins for /etc/cron.d, /var/lib and /var/log, as in test_roles.py).
@@ -185,14 +186,15 @@ def markdown_documents():
         text = path.read_text()
         relative = path.relative_to(REPO)
         examples, skipped, inventory_files = [], [], {}
-        for match in re.finditer(r"^(?P<heading>#{1,3} [^\n]*)$|^```(?P<lang>\w*)\n(?P<body>.*?)^```", text, re.S | re.M):
+        fences = r"^(?P<heading>#{1,3} [^\n]*)$|^(?P<indent> *)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```"
+        for match in re.finditer(fences, text, re.S | re.M):
             if match.group("heading"):
                 if match.group("heading").startswith("## "):
                     inventory_files = {}  # an inventory file serves the playbooks of its own section
                 continue
             if match.group("lang") not in ("yaml", "yml"):
                 continue
-            body = match.group("body")
+            body = textwrap.dedent(match.group("body"))  # a block in a list item is indented
             line = text.count("\n", 0, match.start()) + 2
             source = "%s:%d" % (relative, line)
             before = text[:match.start()].rstrip()
