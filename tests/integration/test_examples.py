@@ -37,19 +37,20 @@ import yaml
 from cronjobs import host_root
 from provisioning import DJANGO_PROJECT, REPO, migrate
 
-# Placeholders in the examples and what the tests put in their place (regular expression, replacement; the
-# replacement's {names} are filled per run: see Setting). CONTRIBUTING.md shows this table to authors.
+# Placeholders in the examples and what the tests put in their place (the replacement's {names} are filled per
+# run: see Setting). CONTRIBUTING.md's "Doc examples" lists them for authors (test_the_substitutions_are_documented).
 SUBSTITUTIONS = [
-    (r"/srv/shop/venv\b", "{venv}"),  # the project's virtualenv: one the job's user can run too
-    (r"/srv/shop/\.env\b", "{env_file}"),  # an env_file with the test database's variables
-    (r"/srv/shop\b", "{project_path}"),  # tests/django_project
-    (r"\bshop\.settings\.production\b", "testproject.settings"),
-    (r"/var/lib/shop-jobs\b", "{host_root}/lib/shop-jobs"),  # root's directories, stand-ins in a scratch tree
-    (r"/var/log/shop-jobs\.log\b", "{host_root}/log/shop-jobs.log"),
-    (r"(?m)^(\s*(?:- )?)(user|owner|token_cleanup_user): shop\b", r"\1\2: {app_user}"),  # the system user
-    (r"(?m)^(\s*)group: shop\b", r"\1group: {app_group}"),  # and its group
+    # (the placeholder as CONTRIBUTING.md names it, regular expression, replacement)
+    ("/srv/shop/venv", r"/srv/shop/venv\b", "{venv}"),  # the project's virtualenv, one the job's user can run too
+    ("/srv/shop/.env", r"/srv/shop/\.env\b", "{env_file}"),  # an env_file with the test database's variables
+    ("/srv/shop", r"/srv/shop\b", "{project_path}"),  # tests/django_project
+    ("shop.settings.production", r"\bshop\.settings\.production\b", "testproject.settings"),
+    ("/var/lib/shop-jobs", r"/var/lib/shop-jobs\b", "{host_root}/lib/shop-jobs"),  # root's directories: stand-ins
+    ("/var/log/shop-jobs.log", r"/var/log/shop-jobs\.log\b", "{host_root}/log/shop-jobs.log"),
+    ("user: shop", r"(?m)^(\s*(?:- )?)(user|owner|token_cleanup_user): shop\b", r"\1\2: {app_user}"),  # system user
+    ("group: shop", r"(?m)^(\s*)group: shop\b", r"\1group: {app_group}"),  # and its group
     # The tests already run as the project's owner: a become to it, or to root, is dropped.
-    (r"(?m)^\s*(ansible_)?become(_user)?: .*\n", ""),
+    ("become", r"(?m)^\s*(ansible_)?become(_user)?: .*\n", ""),
 ]
 # Variables the examples take from the vault or the inventory (extra vars; the role's paths go to a scratch tree
 # of stand-ins for /etc/cron.d, /var/lib and /var/log, as in test_roles.py).
@@ -300,7 +301,7 @@ def create_owners(env):
 
 
 def fill(text, values):
-    for pattern, replacement in SUBSTITUTIONS:
+    for _placeholder, pattern, replacement in SUBSTITUTIONS:
         text = re.sub(pattern, replacement.format(**values), text)
     return text
 
@@ -378,3 +379,12 @@ def test_the_examples_run(document, setting):
         assert completed.returncode == 0, "the example at %s fails as written:\n%s\n--- output:\n%s" % (
             example.source, fill(example.text, values), output[-4000:])
         assert "[DEPRECATION WARNING]" not in output, output
+
+
+def test_the_substitutions_are_documented():
+    """CONTRIBUTING.md's "Doc examples" names every placeholder, variable and setting the harness fills."""
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    section = text.split("\n## Doc examples\n", 1)[1].split("\n## ", 1)[0]
+    names = [placeholder for placeholder, _pattern, _replacement in SUBSTITUTIONS] + list(EXTRA_VARS) + list(NEEDS)
+    missing = [name for name in names if "`%s`" % name not in section]
+    assert not missing, "CONTRIBUTING.md's Doc examples does not name: %s" % missing
