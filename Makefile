@@ -50,7 +50,7 @@ export ANSIBLE_HOME ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_
 
 say := @printf '\n==> %s\n'
 
-.PHONY: help system-packages venv unit integration matrix hosts sanity build ee docs-lint lint test demo docs bench clean
+.PHONY: help system-packages venv unit integration matrix hosts sanity build ee docs-lint lint test demo docs bench release clean
 
 help:
 	@echo 'make system-packages'
@@ -64,7 +64,8 @@ help:
 	@echo 'make sanity       ansible-test sanity, all tests, no ignore files, offline'
 	@echo 'make build        build the tarball, render its module docs, run galaxy-importer on it'
 	@echo 'make ee           ansible-builder introspect on the installed tarball, create on the README'"'"'s EE (offline)'
-	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint'
+	@echo 'make docs-lint    antsibull-docs lint-collection-docs --plugin-docs, antsibull-changelog lint, and'
+	@echo '                  CHANGELOG.rst is what changelogs/changelog.yaml renders (tests/tools/release check)'
 	@echo 'make lint         ansible-lint --profile production'
 	@echo 'make test         system-packages, venv, then every step above side by side (tests/tools/suite), a table'
 	@echo '                  of each step'"'"'s time and tests at the end; stops at the first failure'
@@ -73,6 +74,8 @@ help:
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup(); 200 applications:'
 	@echo '                  one oauth_applications task vs a loop vs the floor; a task in a 600-migration project (not a test)'
+	@echo 'make release VERSION=X.Y.Z'
+	@echo '                  galaxy.yml'"'"'s version, antsibull-changelog release, CHANGELOG.rst; commits nothing (docs/releasing.md)'
 	@echo 'make clean        remove .venv and tests/output (the demo venv included)'
 
 system-packages:
@@ -152,11 +155,12 @@ build: venv
 	        *) echo 'ERROR: oauthops.toolkit.oauth_application is not in the built collection' >&2; exit 1;; esac; \
 	    $(BIN)/ansible-doc -t module $$modules > module-docs.txt; \
 	    echo "rendered $$(wc -l < module-docs.txt) lines of module docs into $(DIST)/module-docs.txt"
-	$(say) "galaxy-importer on the tarball (its ansible-test step is off: see tests/tools/galaxy-importer.cfg)"
+	$(say) "publish gate: the rendered changelog, galaxy-importer (its ansible-test step is off: see tests/tools/galaxy-importer.cfg)"
 	@# It reports lint findings as WARNING and real problems as ERROR; only the exit status and
-	@# ERROR lines fail the build.
-	cd '$(DIST)' && GALAXY_IMPORTER_CONFIG='$(CURDIR)/tests/tools/galaxy-importer.cfg' \
-	    $(BIN)/python -m galaxy_importer.main oauthops-toolkit-*.tar.gz | tee importer.log
+	@# ERROR lines fail the build. While galaxy.yml has no repository the importer checks a copy
+	@# that has one, with a WARNING (tests/tools/publish-gate; PUBLISH_GATE_ARGS=--for-upload refuses).
+	cd '$(DIST)' && $(BIN)/python '$(CURDIR)/tests/tools/publish-gate' $(PUBLISH_GATE_ARGS) \
+	    --config '$(CURDIR)/tests/tools/galaxy-importer.cfg' oauthops-toolkit-*.tar.gz | tee importer.log
 	@if grep -E '^(ERROR|CRITICAL):' '$(DIST)/importer.log'; then \
 	    echo 'ERROR: galaxy-importer reported the errors above' >&2; exit 1; fi
 
@@ -182,6 +186,15 @@ docs-lint: venv
 	$(say) "antsibull-changelog lint (the fragments) and lint-changelog-yaml --strict"
 	$(BIN)/antsibull-changelog lint
 	$(BIN)/antsibull-changelog lint-changelog-yaml --strict changelogs/changelog.yaml
+	$(say) "release metadata: CHANGELOG.rst is what changelog.yaml renders, galaxy.yml's version (tests/tools/release)"
+	$(BIN)/python tests/tools/release check
+
+# A release (docs/releasing.md): galaxy.yml's version, the fragments into changelogs/changelog.yaml, the
+# rendered changelog; then `make docs-lint`'s release check. It commits nothing.
+release: venv
+	@if [ -z '$(VERSION)' ]; then echo 'usage: make release VERSION=X.Y.Z' >&2; exit 2; fi
+	$(say) "releasing $(VERSION)"
+	$(BIN)/python tests/tools/release prepare '$(VERSION)'
 
 lint: venv $(CHECKOUT_LINK)
 	$(say) "ansible-lint --profile production"
