@@ -218,29 +218,19 @@ def markdown_documents():
 
 
 def role_spec_documents():
-    """The example in each role's meta/argument_specs.yml: the description's lines after `Example:`."""
+    """The example each role's meta/argument_specs.yml gives ansible-doc (`examples`), where it is not its README's
+    playbook verbatim (tests/unit/test_role_examples.py requires that it is, so the README's run covers it)."""
     for path in sorted((REPO / "roles").glob("*/meta/argument_specs.yml")):
         relative = path.relative_to(REPO)
+        readme = (path.parent.parent / "README.md").read_text()
         for entry, spec in yaml.safe_load(path.read_text())["argument_specs"].items():
-            description = spec.get("description") or []
-            lines = [description] if isinstance(description, str) else list(description)
-            if "Example:" not in lines:
-                yield Document("%s (%s)" % (relative, entry), [], [(str(relative), "no example: add one")])
-                continue
-            body = "\n".join(lines[lines.index("Example:") + 1:]) + "\n"
-            examples, skipped = [], []
-            inventory_files = {}
-            for block in re.split(r"\n(?=# (?:group|host)_vars/)|\n(?=- name: )", body):
-                inventory_file = INVENTORY_FILE.match(block)
-                if inventory_file:
-                    inventory_files[inventory_file.group("path")] = block + "\n"
-                    continue
-                found, marked = document_from_yaml(block + "\n", relative, 1)
-                for example in found:
-                    example.inventory_files = dict(inventory_files)
-                examples += found
-                skipped += marked
-            yield Document("%s (%s)" % (relative, entry), examples, skipped)
+            name = "%s (%s)" % (relative, entry)
+            example = spec.get("examples")
+            if not example:
+                yield Document(name, [], [(name, "no example: add one")])
+            elif "```yaml\n%s```" % example not in readme:
+                examples, skipped = document_from_yaml(example, relative, 1)
+                yield Document(name, examples, skipped)
 
 
 DOCUMENTS = list(module_documents()) + list(markdown_documents()) + list(role_spec_documents())
