@@ -17,6 +17,7 @@ import decimal
 import inspect
 import uuid
 
+from ._django_cleanup_rules import installed_dot_version
 from ._django_core import OperationError
 from ._django_migrations import require_migrated
 
@@ -141,6 +142,13 @@ def _is_hashed(value: str) -> bool:
     return True
 
 
+def _stores_hashed(instance) -> bool:
+    """Whether DOT hashes this application's secret on save. A model without the hash_client_secret
+    field hashes every secret: DOT before 2.4 has no such field, and its ClientSecretField since reads a
+    missing one as true."""
+    return getattr(instance, "hash_client_secret", True)
+
+
 def _secret_matches(declared: str, stored: str) -> bool:
     """Stored hashes are salted, so compare by verifying, never hash to hash."""
     from django.contrib.auth.hashers import check_password
@@ -233,16 +241,19 @@ def describe(instance) -> dict:
     names = _field_names(model)
     described = {}
     for name in DESCRIBED_FIELDS:
-        if name not in names:
+        if name == "hash_client_secret":
+            value = _stores_hashed(instance)
+        elif name not in names:
             continue
-        value = getattr(instance, name) if name != "user" else None
-        if name in LIST_FIELDS:
-            value = value.split()
-        elif name == "algorithm":
-            value = value or "none"
         elif name == "user":
             user = instance.user if instance.user_id is not None else None
             value = user.get_username() if user is not None else None
+        else:
+            value = getattr(instance, name)
+            if name in LIST_FIELDS:
+                value = value.split()
+            elif name == "algorithm":
+                value = value or "none"
         described[name] = value
     described["extra_fields"] = dict(
         (name, _plain(model._meta.get_field(name).value_from_object(instance))) for name in extra_field_names(model)
@@ -275,11 +286,16 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
         return Plan("delete", existing, describe(existing), [])
 
     names = _field_names(model)
-    declared = [
-        name
-        for name in SCALAR_FIELDS + LIST_FIELDS + ("hash_client_secret", "client_secret")
-        if spec.get(name) is not None
-    ]
+    hashing = spec.get("hash_client_secret")
+    if hashing is not None and "hash_client_secret" not in names:
+        if not hashing:
+            problem = (
+                "false needs django-oauth-toolkit 2.4 or later; the installed %s stores every client secret hashed"
+                % installed_dot_version()
+            )
+            raise OperationError("unsupported", "hash_client_secret: " + problem, {"hash_client_secret": [problem]})
+        hashing = None  # true is what this DOT always does: nothing to manage
+    declared = [name for name in SCALAR_FIELDS + LIST_FIELDS + ("client_secret",) if spec.get(name) is not None]
     unsupported = [name for name in declared if name not in names]
     if unsupported:
         raise OperationError(
@@ -310,14 +326,14 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
         if creating or instance.user_id != (user.pk if user else None):
             instance.user = user
             changed.append("user")
-    if spec.get("hash_client_secret") is not None:
-        assign("hash_client_secret", spec["hash_client_secret"])
+    if hashing is not None:
+        assign("hash_client_secret", hashing)
     if spec.get("extra_fields"):
         _assign_extra_fields(model, instance, spec["extra_fields"], creating, changed)
 
     generated = None
     declared_secret = spec.get("client_secret")
-    hash_wanted = getattr(instance, "hash_client_secret", False)
+    hash_wanted = _stores_hashed(instance)
     if creating or spec.get("regenerate_secret"):
         if declared_secret is None:
             from oauth2_provider.generators import generate_client_secret
@@ -493,7 +509,7 @@ def warn_hashed_against_wish(plan: Plan, context) -> None:
     if (
         plan.action != "delete"
         and instance is not None
-        and getattr(instance, "hash_client_secret", False) is False
+        and not _stores_hashed(instance)
         and _is_hashed(instance.client_secret)
     ):
         context.warn("client_secret of %s is stored hashed although hash_client_secret is false" % instance.client_id)

@@ -175,6 +175,9 @@ applications:
       RV(oauthops.toolkit.oauth_application#module:application).
     - Their C(extra_fields) hold every field O(oauthops.toolkit.oauth_application#module:extra_fields) can set, DOT's
       C(registration_source) among them (DOT 3.4 and later).
+    - C(hash_client_secret) is V(true) before DOT 2.4, which has no such field and hashes every secret; the keys of
+      fields the installed DOT does not have (C(post_logout_redirect_uris) before 2.3, C(allowed_origins) before
+      2.4) are left out.
   returned: always
   type: list
   elements: dict
