@@ -28,10 +28,9 @@ instead of the log, which it still opens as a run does. The token_cleanup role a
 the cron line and runs it, as the job's user with cron's environment, before it leaves the job to
 cron: a setting, a file or a variable the job lacks fails the play, not the first cron run.
 
-Secrets come from --env-json, a JSON object of
-environment variables readable only by the user (the role's token_cleanup_environment), and from
---env-file, the project's own NAME=value file; never from the command line: cron files and the
-process list are readable by every user. Their secret values are scrubbed from every line.
+Secrets come from --env-json, a JSON object of environment variables readable only by the user (the
+role's token_cleanup_environment), and from --env-file, the project's own NAME=value file; never
+from the command line: cron files and the process list are readable by every user. Their secret values are scrubbed from every line.
 
 Like the rest of the Django side it imports nothing from Ansible, and Django only when it runs.
 """
@@ -80,9 +79,7 @@ def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser.add_argument("--batch-interval", type=float, help="seconds between batches")
     parser.add_argument("--max-runtime", type=float, help="stop between batches after this many seconds")
     parser.add_argument("--lock-timeout", type=float, default=0, help="seconds to wait for another cleanup's lock")
-    parser.add_argument(
-        "--check", action="store_true", help="count what a run would delete, delete nothing, print the line (not to the log)"
-    )
+    parser.add_argument("--check", action="store_true", help="count what a run would delete, delete nothing; print the line")
     args = parser.parse_args(argv)
     if args.engine == "cleartokens":
         given = ["--" + name.replace("_", "-") for name in BATCH_OPTIONS if getattr(args, name) is not None]
