@@ -20,10 +20,17 @@ A successful run prints nothing at all, so cron has nothing to mail: whatever th
 or logs to stdout or stderr while it loads and runs is swallowed, and warnings (Python's, and the
 engine's own, such as an unknown DOT release) are counted in the line as `warnings=N` with the
 first one quoted. A failure appends a line with `failed=true error="..."` to the log, prints that
-one line on stderr (cron mails it) and exits 1. Secrets come from --env-json, a JSON object of
-environment variables readable only by the user (the role's token_cleanup_environment), and from
---env-file, the project's own NAME=value file; never from the command line: cron files and the
-process list are readable by every user. Their secret values are scrubbed from every line.
+one line on stderr (cron mails it) and exits 1.
+
+With --check a run counts what it would delete (for either engine, by the rules the engine proved
+for the installed DOT), deletes nothing, takes no database lock and writes its line to stdout
+instead of the log, which it still opens as a run does. The token_cleanup role appends --check to
+the cron line and runs it, as the job's user with cron's environment, before it leaves the job to
+cron: a setting, a file or a variable the job lacks fails the play, not the first cron run.
+
+Secrets come from --env-json, a JSON object of environment variables readable only by the user (the
+role's token_cleanup_environment), and from --env-file, the project's own NAME=value file; never
+from the command line: cron files and the process list are readable by every user. Their secret values are scrubbed from every line.
 
 Like the rest of the Django side it imports nothing from Ansible, and Django only when it runs.
 """
@@ -72,12 +79,12 @@ def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser.add_argument("--batch-interval", type=float, help="seconds between batches")
     parser.add_argument("--max-runtime", type=float, help="stop between batches after this many seconds")
     parser.add_argument("--lock-timeout", type=float, default=0, help="seconds to wait for another cleanup's lock")
-    parser.add_argument("--check", action="store_true", help="count what a run would delete, delete nothing")
+    parser.add_argument("--check", action="store_true", help="count what a run would delete, delete nothing; print the line")
     args = parser.parse_args(argv)
     if args.engine == "cleartokens":
         given = ["--" + name.replace("_", "-") for name in BATCH_OPTIONS if getattr(args, name) is not None]
-        if given or args.check:
-            parser.error("--engine cleartokens has DOT's own batching and no check mode: drop %s" % " ".join(given or ["--check"]))
+        if given:
+            parser.error("--engine cleartokens has DOT's own batching: drop %s" % " ".join(given))
     return args
 
 
@@ -134,7 +141,9 @@ def run_cleartokens(database: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.engine == "cleartokens":
+    # Check mode counts what DOT's clear_expired() would delete by the engine's rules for the installed DOT
+    # (its end state is theirs), which is what the module's check mode reports too.
+    if args.engine == "cleartokens" and not args.check:
         return run_cleartokens(args.database)
     params = dict((name, getattr(args, name)) for name in BATCH_OPTIONS)
     params.update(lock=True, lock_timeout=args.lock_timeout)
@@ -233,9 +242,10 @@ def main(argv: list | None = None) -> int:
         sys.stderr.write("oauthops token cleanup failed: %s\n" % error)
         line = summary_line(started_at, [("engine", args.engine), ("failed", True), ("error", error), ("elapsed", elapsed)])
     if log_fd is not None:
-        os.write(log_fd, line.encode("utf-8"))  # one write: concurrent appends never interleave
+        if not args.check:  # the log is the record of cleanups; a check run's line is for whoever ran it
+            os.write(log_fd, line.encode("utf-8"))  # one write: concurrent appends never interleave
         os.close(log_fd)
-    elif not args.log_file:
+    if args.check or not args.log_file:
         sys.stdout.write(line)
     return 1 if error is not None else 0
 

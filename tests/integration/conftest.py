@@ -278,4 +278,4 @@ def role_playbook(collections_path, bare_python, tmp_path, request):
 # The token_cleanup jobs' user, interpreter and scratch space, shared by the role tests; root's victims.
 from attacks import victims  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position
 import cronjobs  # noqa: E402  pylint: disable=wrong-import-position
-from cronjobs import app_python, app_user, job_database, scratch  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position
+from cronjobs import app_python, app_user, idle_database, job_database, scratch  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position

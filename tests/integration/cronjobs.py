@@ -131,6 +131,13 @@ def sqlite_database(scratch, user):
     return env
 
 
+@pytest.fixture(scope="session")
+def idle_database(app_user, scratch):
+    """A migrated SQLite database for the jobs whose runs a test does not look at: the role proves every job it
+    installs by running it in check mode (which counts and deletes nothing), and that needs a database."""
+    return sqlite_database(scratch, app_user)
+
+
 @pytest.fixture
 def job_database(database, app_user, scratch, tmp_path_factory):
     """A fresh migrated database on the backend of `database`, writable by the job's user."""
@@ -176,6 +183,14 @@ def inventory(path, hosts, group="jobs"):
 def changed_per_host(output):
     recap = re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s", output, re.MULTILINE)
     return {host: int(changed) for host, changed in recap if host != "localhost"}
+
+
+def failures(output):
+    """The message each host of a play failed with, from Ansible's `fatal: [host]: FAILED! => {...}` (its result
+    on one line, or indented over several from -vvv on)."""
+    decoder = json.JSONDecoder()
+    return {match.group(1): decoder.raw_decode(output, match.end())[0]["msg"]
+            for match in re.finditer(r"^fatal: \[(\S+)\]: FAILED! => ", output, re.MULTILINE)}
 
 
 def tree(path):

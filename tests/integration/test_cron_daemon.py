@@ -284,13 +284,17 @@ def test_cron_itself_runs_the_job_silently_and_mails_only_a_failure(
     suffix = secrets.token_hex(4)
     base = host_root(scratch, "cron-daemon")
     db_env = sqlite_database(scratch, app_user)
+    # The role proves each job as it installs it; this one's database goes away after that.
+    doomed_env = sqlite_database(scratch, app_user)
+    doomed = Path(doomed_env["OAUTHOPS_TEST_DB_NAME"])
     jobs = {}
-    for kind, settings in (("healthy", "testproject.settings"), ("broken", "testproject.missing_settings")):
+    for kind, environment in (("healthy", db_env), ("broken", doomed_env)):
         name = "oauthops-crontest-%s-%s" % (kind, suffix)
-        jobs[kind] = job_vars(base, name, app_user, app_python, settings=settings, environment=db_env, minute="*")
+        jobs[kind] = job_vars(base, name, app_user, app_python, environment=environment, minute="*")
     args = inventory(role_playbook.workdir / "inv.json", jobs)
     try:
         role_playbook.run("role_token_cleanup.yml", None, *args)
+        doomed.unlink()
         seed_tokens(db_env, "cron-" + suffix)
         # Cron runs jobs at the start of a minute; starting it late in one would make it miss the next.
         if seconds_into_minute() > 50:
@@ -311,8 +315,8 @@ def test_cron_itself_runs_the_job_silently_and_mails_only_a_failure(
         (mail,) = mailbox.iterdir()
         body = mail.read_text().split("\n\n", 1)[1]  # after cron's headers
         assert body == (
-            "oauthops token cleanup failed: settings module 'testproject.missing_settings' not found "
-            "(project_path and pythonpath are searched first)\n"
+            "oauthops token cleanup failed: the SQLite database %s of database 'default' does not exist (check NAME "
+            "in the settings, or run manage.py migrate to create it)\n" % doomed
         )
         assert jobs["broken"]["token_cleanup_name"] in mail.read_text()  # the Subject names the cron command
 

@@ -1,6 +1,7 @@
 """The roles through real ansible-playbook runs, and the installed cron job run exactly as cron runs it
 (the helpers, and how they stand in for cron and for a host, are in cronjobs.py)."""
 
+import fcntl
 import json
 import os
 import pwd
@@ -18,6 +19,7 @@ from cronjobs import (
     SEEDED_ROWS,
     changed_per_host,
     database_env,
+    failures,
     finish,
     host_root,
     inventory,
@@ -55,9 +57,14 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
         batch_size=1, batch_interval=0.2,
     )
     hosts = inventory(role_playbook.workdir / "inv.json", {name: job})
+    seed_tokens(db_env, name)
     output = role_playbook.run("role_token_cleanup.yml", None, *hosts, "--diff", "-v")
     assert changed_per_host(output)[name] > 0
     assert canary not in output
+    # The role proved the job (its cron line with --check): it counted the backlog, and deleted and logged nothing.
+    assert re.search(r"engine=oauthops check_mode=true revoked_refresh_tokens=5 .* total=18 ", output), output
+    assert token_rows(db_env) == SEEDED_ROWS
+    assert Path(job["token_cleanup_log_file"]).read_text() == ""
 
     cron_file = Path(job["token_cleanup_cron_file"])
     environment, jobs = read_cron_file(cron_file)
@@ -72,8 +79,6 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
     assert mode_and_owner(log_file) == (0o640, app_user.pw_uid)
     assert mode_and_owner(cron_file)[0] == 0o644
 
-    seed_tokens(db_env, name)
-    assert token_rows(db_env) == SEEDED_ROWS
     first = start_as_cron(jobs[0], environment)
     wait_until_locked(Path(job["token_cleanup_directory"]) / "cleanup.lock")
     # flock -n: the second copy gives up at once, silently (nothing for cron to mail), status 1. One that
@@ -98,26 +103,35 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
         assert os.listdir(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent) == ["jobs.sqlite3"]
 
 
-def test_a_failed_run_says_why_in_one_line_and_cleartokens_runs_dot(role_playbook, app_user, app_python, scratch):
+def test_a_run_that_fails_at_cron_time_says_why_in_one_line_and_cleartokens_runs_dot(
+    role_playbook, app_user, app_python, scratch
+):
+    """The role proves each job before cron gets it; what breaks later (here the database goes away) fails at
+    cron time, in one line."""
     base = host_root(scratch, "failing")
     db_env = sqlite_database(scratch, app_user)
+    doomed_env = sqlite_database(scratch, app_user)
     jobs = {
-        "broken": job_vars(base, "broken", app_user, app_python, settings="testproject.missing_settings",
-                           environment=db_env),
+        "broken": job_vars(base, "broken", app_user, app_python, environment=doomed_env),
         "dot": job_vars(base, "dot", app_user, app_python, engine="cleartokens", environment=db_env,
                         special_time="daily", mailto="ops@example.com"),
     }
-    role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", jobs))
+    output = role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", jobs),
+                               "-v")
+    # The cleartokens job was proven too: its check mode counts by the engine's rules for the installed DOT.
+    assert re.search(r"engine=cleartokens check_mode=true .* total=0 ", output), output
+    doomed = Path(doomed_env["OAUTHOPS_TEST_DB_NAME"])
+    doomed.unlink()
 
     environment, (broken,) = read_cron_file(jobs["broken"]["token_cleanup_cron_file"])
     rc, stdout, stderr = finish(start_as_cron(broken, environment))
     assert (rc, stdout) == (1, "")
     assert stderr == (
-        "oauthops token cleanup failed: settings module 'testproject.missing_settings' not found "
-        "(project_path and pythonpath are searched first)\n"
+        "oauthops token cleanup failed: the SQLite database %s of database 'default' does not exist (check NAME in "
+        "the settings, or run manage.py migrate to create it)\n" % doomed
     )
     ((_timestamp, fields),) = log_entries(jobs["broken"]["token_cleanup_log_file"])
-    assert fields["failed"] is True and fields["error"].startswith("settings module 'testproject.missing_settings'")
+    assert fields["failed"] is True and fields["error"].startswith("the SQLite database %s " % doomed)
 
     environment, (dot,) = read_cron_file(jobs["dot"]["token_cleanup_cron_file"])
     assert environment == {"MAILTO": "ops@example.com"}
@@ -130,10 +144,12 @@ def test_a_failed_run_says_why_in_one_line_and_cleartokens_runs_dot(role_playboo
     assert token_rows(db_env) == KEPT_ROWS
 
 
-def test_idempotent_check_mode_changes_nothing_and_absent_leaves_nothing(role_playbook, app_user, app_python, scratch):
+def test_idempotent_check_mode_changes_nothing_and_absent_leaves_nothing(
+    role_playbook, app_user, app_python, scratch, idle_database
+):
     base = host_root(scratch, "lifecycle")
     empty = tree(base)
-    hosts = {"job": job_vars(base, "job", app_user, app_python, environment={"SECRET": "s3cret"})}
+    hosts = {"job": job_vars(base, "job", app_user, app_python, environment=dict(idle_database, SECRET="s3cret"))}
     args = inventory(role_playbook.workdir / "inv.json", hosts)
 
     def apply(*extra):
@@ -157,12 +173,14 @@ def test_idempotent_check_mode_changes_nothing_and_absent_leaves_nothing(role_pl
     assert apply("-e", "token_cleanup_state=absent") == 0
 
 
-def test_an_upgraded_host_gets_the_new_cron_line_and_keeps_no_old_entry_point(role_playbook, app_user, app_python, scratch):
+def test_an_upgraded_host_gets_the_new_cron_line_and_keeps_no_old_entry_point(
+    role_playbook, app_user, app_python, scratch, idle_database
+):
     """A host installed by the role before issue 15 has _django_cli.py in its package directory and a cron
     line that runs it: the next run rewrites the line and removes the file, and state=absent removes it too."""
     base = host_root(scratch, "upgrade")
     empty = tree(base)
-    hosts = {"job": job_vars(base, "job", app_user, app_python)}
+    hosts = {"job": job_vars(base, "job", app_user, app_python, environment=idle_database)}
     args = inventory(role_playbook.workdir / "inv.json", hosts)
 
     def apply(*extra):
@@ -193,9 +211,9 @@ def test_an_upgraded_host_gets_the_new_cron_line_and_keeps_no_old_entry_point(ro
     assert tree(base) == empty, "state=absent left the old entry point behind"
 
 
-def test_only_the_chosen_host_of_a_cluster_runs_the_job(role_playbook, app_user, app_python, scratch):
+def test_only_the_chosen_host_of_a_cluster_runs_the_job(role_playbook, app_user, app_python, scratch, idle_database):
     bases = {host: host_root(scratch, host) for host in ("web1", "web2", "web3")}
-    hosts = {host: dict(job_vars(base, "cleanup", app_user, app_python), ansible_become=False)
+    hosts = {host: dict(job_vars(base, "cleanup", app_user, app_python, environment=idle_database), ansible_become=False)
              for host, base in bases.items()}
     args = inventory(role_playbook.workdir / "inv.json", hosts, group="oauthops_token_cleanup")
     shipped = str(REPO / "playbooks" / "token_cleanup.yml")
@@ -224,6 +242,100 @@ def test_the_role_refuses_root(role_playbook, app_python, scratch):
                                expect_rc=2)
     assert "token_cleanup_user 'root' has uid 0" in output
     assert tree(base) == ["cron.d", "lib", "log"]
+
+
+def proof_failure(user, error, outcome):
+    """The message of a play whose proof of the job failed: the job's own line, then what cron is left with."""
+    return "the cleanup job fails as cron would run it (its cron line with --check, as %s, in cron's environment): %s; %s" % (
+        user.pw_name, error, outcome)
+
+
+def test_the_role_proves_the_job_before_cron_gets_it(role_playbook, app_user, app_python, scratch, idle_database):
+    """Each job runs once as cron will run it (its cron line with --check, as its user, in cron's environment)
+    before cron gets a line: what root's own checks cannot see fails the play with the job's own line, and cron
+    gets no line that fails."""
+    base = host_root(scratch, "proof")
+    private = base / "private"  # root's alone: root can start what is in it, the job's user cannot
+    private.mkdir()
+    private.chmod(0o700)
+    (private / "python").symlink_to(app_python)
+    missing_env = base / "missing.env"
+    hosts = {
+        "settings": job_vars(base, "settings", app_user, app_python, settings="testproject.missing_settings",
+                             environment=idle_database),
+        "env-file": job_vars(base, "env-file", app_user, app_python, env_file=str(missing_env),
+                             environment=idle_database),
+        # Its settings read DJANGO_SECRET_KEY from the environment, which the job does not have.
+        "variable": job_vars(base, "variable", app_user, app_python, settings="testproject.settings_from_environment",
+                             environment=idle_database),
+        "python": job_vars(base, "python", app_user, str(private / "python"), environment=idle_database),
+        "user": dict(job_vars(base, "user", app_user, app_python, environment=idle_database),
+                     token_cleanup_user="oauthops-no-such-user"),
+    }
+    output = role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", hosts),
+                               expect_rc=2)
+    nothing = "no cron line was written"
+    assert failures(output) == {
+        "settings": proof_failure(app_user, "oauthops token cleanup failed: settings module "
+                                  "'testproject.missing_settings' not found (project_path and pythonpath are searched "
+                                  "first)", nothing),
+        "env-file": proof_failure(app_user, "oauthops token cleanup failed: cannot read env_file %s (No such file or "
+                                  "directory)" % missing_env, nothing),
+        "variable": proof_failure(app_user, "oauthops token cleanup failed: KeyError: 'DJANGO_SECRET_KEY'", nothing),
+        "python": proof_failure(app_user, "flock: failed to execute %s: Permission denied" % (private / "python"),
+                                nothing),
+        "user": "token_cleanup_user 'oauthops-no-such-user' does not exist on user: the job runs as the application's "
+                "own user, which the role does not create",
+    }
+    assert os.listdir(base / "cron.d") == []
+
+    # Given the variable, the same settings pass.
+    mended = {"variable": dict(hosts["variable"], token_cleanup_environment=dict(idle_database, DJANGO_SECRET_KEY="k"))}
+    role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "mended.json", mended))
+    assert os.listdir(base / "cron.d") == ["variable"]
+
+
+def test_a_change_that_breaks_the_job_leaves_cron_only_a_line_that_passes(role_playbook, app_user, app_python, scratch):
+    """The proof runs before the cron file is written, with the job's new files in place. When the new line
+    fails, the line cron had is proven again with those files: it stays if it passes, else the cron file goes."""
+    base = host_root(scratch, "change")
+    db_env = sqlite_database(scratch, app_user)
+    job = job_vars(base, "job", app_user, app_python, environment=db_env)
+    args = inventory(role_playbook.workdir / "inv.json", {"job": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    cron_file = Path(job["token_cleanup_cron_file"])
+    working = cron_file.read_text()
+    mistyped = {"token_cleanup_settings": "testproject.missing_settings"}
+    settings_error = ("oauthops token cleanup failed: settings module 'testproject.missing_settings' not found "
+                      "(project_path and pythonpath are searched first)")
+
+    # A mistyped setting: cron keeps the line it had, which still passes; a dry run says the same and changes nothing.
+    for mode in (["--check"], []):
+        output = role_playbook.run("role_token_cleanup.yml", mistyped, *args, *mode, expect_rc=2)
+        assert failures(output) == {"job": proof_failure(
+            app_user, settings_error, "%s keeps the line cron had, which still passes this check" % cron_file)}
+        assert cron_file.read_text() == working
+
+    # A run in progress holds the job's lock (flock -n): the job cannot be proven, and the cron file stays as it was.
+    lock = Path(job["token_cleanup_directory"]) / "cleanup.lock"
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        output = role_playbook.run("role_token_cleanup.yml", None, *args, expect_rc=2)
+    assert failures(output) == {"job": "a token cleanup run holds %s (flock -n), so the job could not be checked; %s "
+                                       "is left as it was: run the role again when that run has ended" % (lock, cron_file)}
+    assert cron_file.read_text() == working
+
+    # New files that break the line cron had as well (its database is gone from the environment): the cron file goes.
+    gone = dict(mistyped, token_cleanup_environment=dict(db_env, OAUTHOPS_TEST_DB_NAME=str(base / "missing.sqlite3")))
+    output = role_playbook.run("role_token_cleanup.yml", gone, *args, expect_rc=2)
+    assert failures(output) == {"job": proof_failure(
+        app_user, settings_error,
+        "%s is removed: the line cron had fails too, so no cleanup runs until the role succeeds" % cron_file)}
+    assert not cron_file.exists()
+
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    assert cron_file.read_text() == working
+    assert log_entries(job["token_cleanup_log_file"]) == [], "the proofs wrote no log line"
 
 
 @pytest.mark.parametrize("shipped, extra, pattern", [
@@ -269,25 +381,33 @@ def test_the_job_reads_the_projects_env_file_and_never_shows_its_secrets(role_pl
     password = "Pw7Kq2Lm/Zx9Rt4V"
     project_env = base / "project.env"
     broken_env = base / "broken.env"
+    changing_env = base / "changing.env"
     # The project's file names a database that does not exist; token_cleanup_environment wins over it.
     project_env.write_text(
         "OAUTHOPS_TEST_DB=sqlite\nOAUTHOPS_TEST_DB_NAME=/nonexistent.sqlite3\nOAUTHOPS_TEST_SECRET_KEY=%s\n" % canary
     )
-    broken_env.write_text(
-        "OAUTHOPS_TEST_SECRET_KEY=%s\nOAUTHOPS_TEST_DATABASE_URL=\"postgres://shop:%s@db/shop\"\n" % (canary, password)
-    )
-    for path in (project_env, broken_env):
+    broken = "OAUTHOPS_TEST_SECRET_KEY=%s\nOAUTHOPS_TEST_DATABASE_URL=\"postgres://shop:%s@db/shop\"\n" % (canary, password)
+    broken_env.write_text(broken)
+    changing_env.write_text("OAUTHOPS_TEST_SECRET_KEY=%s\n" % canary)
+    for path in (project_env, broken_env, changing_env):
         os.chown(path, 0, app_user.pw_gid)
         path.chmod(0o640)
     hosts = {
         "good": job_vars(base, "good", app_user, app_python, env_file=str(project_env),
                          environment={"OAUTHOPS_TEST_DB_NAME": db_env["OAUTHOPS_TEST_DB_NAME"]}),
-        "broken": job_vars(base, "broken", app_user, app_python, env_file=str(broken_env), environment=db_env),
+        "refused": job_vars(base, "refused", app_user, app_python, env_file=str(broken_env), environment=db_env),
+        "broken": job_vars(base, "broken", app_user, app_python, env_file=str(changing_env), environment=db_env),
     }
     output = role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", hosts),
-                               "-vvv", "--diff")
+                               "-vvv", "--diff", expect_rc=2)
     secret_pieces = [canary, password] + password.split("/")
     assert [piece for piece in secret_pieces if piece in output] == []
+    # The job's proof failed on the broken file, with the job's own line, scrubbed as cron would have mailed it.
+    assert failures(output)["refused"] == proof_failure(
+        app_user, "oauthops token cleanup failed: ValueError: Port could not be cast to integer value as '********'",
+        "no cron line was written",
+    )
+    assert not Path(hosts["refused"]["token_cleanup_cron_file"]).exists()
 
     seed_tokens(db_env, "envfile")
     environment, (good,) = read_cron_file(hosts["good"]["token_cleanup_cron_file"])
@@ -296,6 +416,8 @@ def test_the_job_reads_the_projects_env_file_and_never_shows_its_secrets(role_pl
     ((_timestamp, fields),) = log_entries(hosts["good"]["token_cleanup_log_file"])
     assert fields["total"] == 18
 
+    # The project's file, read at each run, breaks after the install: the run fails at cron time, scrubbed too.
+    changing_env.write_text(broken)
     environment, (broken,) = read_cron_file(hosts["broken"]["token_cleanup_cron_file"])
     rc, stdout, stderr = finish(start_as_cron(broken, environment))
     assert (rc, stdout) == (1, "")

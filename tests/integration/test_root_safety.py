@@ -99,9 +99,11 @@ def test_root_never_writes_or_removes_through_a_path_the_user_controls(
     assert os.listdir(app_home) == ["job"] and os.listdir(sticky) == [] and os.listdir(shared) == []
 
 
-def test_in_the_role_s_layout_the_user_can_plant_nothing(role_playbook, app_user, app_python, scratch, victims):
+def test_in_the_role_s_layout_the_user_can_plant_nothing(
+    role_playbook, app_user, app_python, scratch, victims, idle_database
+):
     base = host_root(scratch, "layout")
-    job = job_vars(base, "job", app_user, app_python)
+    job = job_vars(base, "job", app_user, app_python, environment=idle_database)
     args = inventory(role_playbook.workdir / "inv.json", {"job": job})
     role_playbook.run("role_token_cleanup.yml", None, *args)
     directory = Path(job["token_cleanup_directory"])
@@ -124,14 +126,14 @@ def test_in_the_role_s_layout_the_user_can_plant_nothing(role_playbook, app_user
 
 
 def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal(
-    role_playbook, app_user, app_python, scratch, victims
+    role_playbook, app_user, app_python, scratch, victims, idle_database
 ):
     """The user links its own log and environment file into a directory of its own (and tries the lock, which
     fs.protected_hardlinks=1 forbids: it is root's) and makes them world-writable. The role still installs,
     updates and removes the job: the modes are set back in place (the user could have done it), a new
     environment is a new file renamed over the old name, and a removal unlinks the job's name only."""
     base = host_root(scratch, "links")
-    job = job_vars(base, "job", app_user, app_python, environment={"GENERATION": "1"})
+    job = job_vars(base, "job", app_user, app_python, environment=dict(idle_database, GENERATION="1"))
     args = inventory(role_playbook.workdir / "inv.json", {"job": job})
     role_playbook.run("role_token_cleanup.yml", None, *args)
     directory = Path(job["token_cleanup_directory"])
@@ -147,9 +149,9 @@ def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal
     assert [stat.S_IMODE(os.stat(files[name]).st_mode) for name in ("log", "env")] == [0o640, 0o600]
     assert os.path.samefile(files["log"], home / "log") and os.path.samefile(files["env"], home / "env")
 
-    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_environment": {"GENERATION": "2"}}, *args)
-    assert json.loads(files["env"].read_text()) == {"GENERATION": "2"}
-    assert json.loads((home / "env").read_text()) == {"GENERATION": "1"}, "the user's name kept the old file"
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_environment": dict(idle_database, GENERATION="2")}, *args)
+    assert json.loads(files["env"].read_text()) == dict(idle_database, GENERATION="2")
+    assert json.loads((home / "env").read_text()) == dict(idle_database, GENERATION="1"), "the user's name kept the old file"
     assert os.stat(files["env"]).st_nlink == 1
 
     role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
@@ -187,9 +189,9 @@ ACCEPTED_SCHEDULES = [
 ]
 
 
-def test_no_value_can_bend_the_cron_file(role_playbook, app_user, app_python, scratch, gid0_user):
+def test_no_value_can_bend_the_cron_file(role_playbook, app_user, app_python, scratch, gid0_user, idle_database):
     base = host_root(scratch, "inject")
-    good = job_vars(base, "job", app_user, app_python)
+    good = job_vars(base, "job", app_user, app_python, environment=idle_database)
     args = inventory(role_playbook.workdir / "inv.json", {"job": good})
     role_playbook.run("role_token_cleanup.yml", None, *args)
     cron_file = Path(good["token_cleanup_cron_file"])
@@ -210,7 +212,7 @@ def test_no_value_can_bend_the_cron_file(role_playbook, app_user, app_python, sc
 
     for index, schedule in enumerate(ACCEPTED_SCHEDULES):
         name = "sched%d" % index
-        job = job_vars(base, name, app_user, app_python, **schedule)
+        job = job_vars(base, name, app_user, app_python, environment=idle_database, **schedule)
         role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "ok.json", {name: job}))
         _environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
         assert cron_job.schedule == " ".join(schedule[field] for field in ("minute", "hour", "day", "month", "weekday"))
@@ -266,12 +268,14 @@ def test_a_healthy_job_is_silent_whatever_the_project_prints(role_playbook, app_
     base = host_root(scratch, "noisy")
     db_env = sqlite_database(scratch, app_user)
     noisy = dict(db_env, OAUTHOPS_TEST_NOISY_SETTINGS="1")
+    doomed_env = sqlite_database(scratch, app_user)  # gone after the install, which proves the job
+    doomed = Path(doomed_env["OAUTHOPS_TEST_DB_NAME"])
     hosts = {
         "noisy": job_vars(base, "noisy", app_user, app_python, environment=noisy),
-        "broken": job_vars(base, "broken", app_user, app_python,
-                           environment=dict(noisy, OAUTHOPS_TEST_DB_NAME=str(base / "missing.sqlite3"))),
+        "broken": job_vars(base, "broken", app_user, app_python, environment=dict(doomed_env, OAUTHOPS_TEST_NOISY_SETTINGS="1")),
     }
     role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", hosts))
+    doomed.unlink()
 
     seed_tokens(db_env, "noisy")
     environment, (cron_job,) = read_cron_file(hosts["noisy"]["token_cleanup_cron_file"])
@@ -284,7 +288,7 @@ def test_a_healthy_job_is_silent_whatever_the_project_prints(role_playbook, app_
     environment, (cron_job,) = read_cron_file(hosts["broken"]["token_cleanup_cron_file"])
     rc, stdout, stderr = finish(start_as_cron(cron_job, environment))
     assert (rc, stdout) == (1, "") and stderr.count("\n") == 1
-    assert stderr.startswith("oauthops token cleanup failed: the SQLite database %s" % (base / "missing.sqlite3"))
+    assert stderr.startswith("oauthops token cleanup failed: the SQLite database %s " % doomed)
     ((_timestamp, fields),) = log_entries(hosts["broken"]["token_cleanup_log_file"])
     assert fields["failed"] is True
 

@@ -15,7 +15,7 @@ chooses with pytest options, see tests/conftest.py). Every variable the project 
     OAUTHOPS_TEST_SWAPPED_APPLICATION  an application model of the project's own (--models custom-user)
     OAUTHOPS_TEST_SWAPPED_TOKENS     access and refresh token models swapped (--models swapped-tokens)
     OAUTHOPS_TEST_NOISY_SETTINGS     settings that print, warn and log to stdout
-    OAUTHOPS_TEST_HOLD_UNTIL         hold a job after its lock until this file exists
+    OAUTHOPS_TEST_HOLD_UNTIL         hold a job's cleanup (not a --check run) after its lock until this file exists
 
 The model variants are fixed at a database's first migration: each session migrates a fresh database.
 
@@ -24,6 +24,7 @@ and one protected view, see urls.py. Serving adds no app and so no migration: se
 cookies, and nothing else needs a table.
 """
 import os
+import sys
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -128,7 +129,6 @@ if os.environ.get("OAUTHOPS_TEST_SWAPPED_TOKENS"):
 if os.environ.get("OAUTHOPS_TEST_NOISY_SETTINGS"):
     # Real settings files print (debug banners, deprecation notes), log to stdout and warn; the
     # bridge must keep its JSON channel clean regardless, and a healthy cron job must stay silent.
-    import sys
     import warnings
 
     print("settings loaded: this line must not break the bridge")
@@ -141,9 +141,10 @@ if os.environ.get("OAUTHOPS_TEST_NOISY_SETTINGS"):
         "root": {"handlers": ["stdout"], "level": "INFO"},
     }
 
-if os.environ.get("OAUTHOPS_TEST_HOLD_UNTIL"):
+if os.environ.get("OAUTHOPS_TEST_HOLD_UNTIL") and "--check" not in sys.argv:
     # A test that needs a run in progress (a cron job that holds its lock) holds it here, where the job has
-    # taken its lock and not yet started, until the test creates this file; bounded, so it never hangs.
+    # taken its lock and not yet started, until the test creates this file; bounded, so it never hangs. The
+    # token_cleanup role's proof of the job (its cron line with --check) passes through.
     import time
 
     _deadline = time.monotonic() + 300
