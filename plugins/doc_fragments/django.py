@@ -14,6 +14,8 @@ options:
     description:
       - Directory of the Django project (the one holding C(manage.py)).
       - The Django side runs with this as its working directory and first entry of C(sys.path).
+      - A directory without C(manage.py) is accepted (a project installed as a package may have none); when the
+        settings module is then not found, the error says that this directory has no C(manage.py).
     type: path
   settings:
     description:
@@ -98,10 +100,15 @@ notes:
     world write bits and POSIX ACLs count; a group counts as its members.
   - When nobody but root can change any of it, the Django side runs as root. When exactly one other user can
     (the project's owner, say), it runs as that user, with privileges dropped before the project's interpreter
-    starts; RV(django_user) names that user, who must be able to run the interpreter and read O(env_file).
+    starts; RV(django_user) names that user, who must be able to run the interpreter and read O(env_file), and a
+    warning names it with the fix (C(become_user) of that user, which also skips the check).
     When more users can (two owners, a group of several members, a directory everyone may write), the task
     fails and names the paths. The fix is to give the files to one user and run the task as that user
     (C(become_user)), as the README's section on running as the application user describes.
+  - A failure is one line in C(msg). A settings module that fails to import names what is missing (an environment
+    variable, with O(environment) and O(env_file) as the fix; a package the interpreter lacks; the module itself)
+    and the line of the settings that needed it. The Django side's traceback, when there is one, is returned as
+    C(django_traceback) at C(-vvv) only.
 requirements:
   - On the managed host, the interpreter chosen with O(virtualenv) or O(python) (or Ansible's own) must import
     Django and django-oauth-toolkit (C(oauth2_provider)) and the project's settings.

@@ -47,10 +47,10 @@ import time
 import warnings
 
 from . import _django_cleanup
-from ._django_core import OperationError, database_error_message
+from ._django_core import OperationError, database_error_message, first_line
 from ._django_env import apply_env_file, read_env_file, read_small_file, scrub, secret_values
 from ._django_migrations import require_migrated
-from ._django_side import handle, setup_django
+from ._django_side import handle, operation_error, setup_django
 
 ENGINES = ("oauthops", "cleartokens")
 BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
@@ -127,9 +127,9 @@ def prepare(args: argparse.Namespace) -> None:
     sys.path[:0] = [path for path in [args.project_path] + args.pythonpath if path]
 
 
-def run_cleartokens(database: str) -> dict:
+def run_cleartokens(database: str, project_path: str | None) -> dict:
     """DOT's own clear_expired(), counted the way the module counts it for a DOT release it does not know."""
-    setup_django(database)
+    setup_django(database, project_path)
     require_migrated(database, _django_cleanup._token_models())
     from django.db import DatabaseError
 
@@ -144,10 +144,11 @@ def run(args: argparse.Namespace) -> dict:
     # Check mode counts what DOT's clear_expired() would delete by the engine's rules for the installed DOT
     # (its end state is theirs), which is what the module's check mode reports too.
     if args.engine == "cleartokens" and not args.check:
-        return run_cleartokens(args.database)
+        return run_cleartokens(args.database, args.project_path)
     params = dict((name, getattr(args, name)) for name in BATCH_OPTIONS)
     params.update(lock=True, lock_timeout=args.lock_timeout)
-    return handle({"op": "token_cleanup", "params": params, "check_mode": args.check, "database": args.database})
+    return handle({"op": "token_cleanup", "params": params, "check_mode": args.check, "database": args.database,
+                   "project_path": args.project_path})
 
 
 def logfmt(value) -> str:
@@ -177,10 +178,6 @@ def result_fields(args: argparse.Namespace, result: dict, elapsed: float) -> lis
     if not result["complete"]:
         fields.append(("note", result["msg"]))
     return [(name, value) for name, value in fields if value is not None]
-
-
-def first_line(text: str) -> str:
-    return (str(text).strip().splitlines() or [""])[0]
 
 
 class SilencedOutput:
@@ -225,10 +222,8 @@ def main(argv: list | None = None) -> int:
                     raise OperationError("log", "cannot open the log file %s (%s)" % (args.log_file, exc.strerror))
             prepare(args)
             result = run(args)
-        except OperationError as exc:
-            error = exc.message
-        except Exception as exc:  # one line for cron's mail; the type says where to look
-            error = "%s: %s" % (type(exc).__name__, first_line(exc))
+        except Exception as exc:  # one line for cron's mail, worded as the modules word it
+            error = operation_error(exc).message
     elapsed = round(time.monotonic() - started, 3)
     secrets = known_secrets(args)
     if error is None:

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 
 class OperationError(Exception):
-    """A failure the user can act on; `kind` lets the Ansible side word it."""
+    """A failure the user can act on; `kind` lets the Ansible side word it.
+
+    Raised `from` the exception it explains (a settings module's KeyError, say), it keeps that
+    exception's traceback for readers who ask for it (the modules' django_traceback at -vvv).
+    """
 
     def __init__(self, kind: str, message: str, fields: dict | None = None) -> None:
         super().__init__(message)
@@ -32,7 +36,11 @@ class Context:
         self.warnings.append(message)
 
 
+def first_line(text) -> str:
+    """The first line of a message, which is all a one-line answer can hold."""
+    return (str(text).strip().splitlines() or [""])[0]
+
+
 def database_error_message(exc: Exception) -> str:
     """One line for a database error: its type and the first line of its text."""
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return "database error (%s): %s" % (type(exc).__name__, first_line)
+    return "database error (%s): %s" % (type(exc).__name__, first_line(exc) or type(exc).__name__)

@@ -1,12 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: oauthops.toolkit contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Django side's environment: the one rule of which variables hold secrets, and env_file.
+"""The Django side's environment: the one rule of which variables hold secrets, env_file, and which
+variable a failure found missing.
 
 Used on both sides of the bridge: the Ansible side masks the `environment` option's secrets where
 a module's arguments are printed and reads env_file's PYTHONPATH (django_bridge), the Django side
-reads env_file into its environment and scrubs every secret from what it answers (_django_side,
-_django_cleanup_job). Plain Python: nothing from Ansible or Django.
+reads env_file into its environment, scrubs every secret from what it answers and names a variable
+the settings needed and nobody set (_django_side, _django_cleanup_job). Plain Python: nothing from
+Ansible or Django.
 """
 
 from __future__ import annotations
@@ -109,6 +111,31 @@ def scrub(text, secrets: list):
         if len(secret) >= SHORTEST_MASKED_PIECE and not PLAIN_VALUE.match(secret):
             text = text.replace(secret, MASK)
     return text
+
+
+# What runs when os.environ[NAME] is looked up: a KeyError raised here means NAME is not set.
+ENVIRON_LOOKUP = type(os.environ).__getitem__.__code__
+
+
+def missing_variable(exc: BaseException):
+    """The name of the environment variable whose absence caused `exc`, or None.
+
+    That is a KeyError raised by os.environ[NAME] (or .pop(NAME)), or an error raised from or while
+    handling one, as django-environ's env() raises ImproperlyConfigured from it and many settings
+    modules' own helpers do; the chain is followed as Python prints it. A KeyError of any other
+    mapping is not one: only its innermost frame being os.environ's lookup tells them apart.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        innermost = exc.__traceback__
+        while innermost is not None and innermost.tb_next is not None:
+            innermost = innermost.tb_next
+        from_environ = innermost is not None and innermost.tb_frame.f_code is ENVIRON_LOOKUP
+        if isinstance(exc, KeyError) and exc.args and from_environ:
+            return str(exc.args[0])
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
 
 
 def read_small_file(path: str, label: str, kind: str) -> str:

@@ -14,7 +14,8 @@ The token_cleanup role ships the same files to the managed host, where cron runs
 `_django_cleanup_job` (one cleanup per run, a summary line for the log) instead of `main()`.
 
 Request:  {"op": "application", "params": {...}, "check_mode": false, "database": "default",
-           "env_file": "/srv/shop/.env" or null, "environment_keys": ["DATABASE_URL", ...]}
+           "project_path": "/srv/shop" or null, "env_file": "/srv/shop/.env" or null,
+           "environment_keys": ["DATABASE_URL", ...]}
 Response: {"ok": true, "result": {...}}
       or: {"ok": false, "error": {"kind": "...", "message": "...", "fields": {...}, "traceback": "..."}}
 
@@ -31,8 +32,8 @@ import sys
 import traceback
 
 from . import _django_application_set, _django_applications, _django_cleanup
-from ._django_core import Context, OperationError, database_error_message
-from ._django_env import apply_env_file, read_env_file, scrub, secret_values
+from ._django_core import Context, OperationError, database_error_message, first_line
+from ._django_env import apply_env_file, missing_variable, read_env_file, scrub, secret_values
 
 # op name -> the function that runs it: function(params, context) -> result
 OPERATIONS = {
@@ -43,7 +44,7 @@ OPERATIONS = {
 }
 
 
-def setup_django(database: str) -> None:
+def setup_django(database: str, project_path: str | None = None) -> None:
     """django.setup() with failures turned into messages a user can act on."""
     try:
         import django
@@ -54,12 +55,8 @@ def setup_django(database: str) -> None:
         raise OperationError("settings", "no settings module: set the settings option (DJANGO_SETTINGS_MODULE)")
     try:
         importlib.import_module(settings_module)
-    except ModuleNotFoundError as exc:
-        if exc.name and settings_module.startswith(exc.name):
-            raise OperationError(
-                "settings",
-                "settings module '%s' not found (project_path and pythonpath are searched first)" % settings_module,
-            )
+    except Exception as exc:
+        raise_settings_error(settings_module, project_path, exc)
         raise
     django.setup()
 
@@ -75,6 +72,60 @@ def setup_django(database: str) -> None:
         importlib.import_module("oauth2_provider")
     except ImportError:
         raise OperationError("dot_missing", "django-oauth-toolkit is not importable by %s" % sys.executable)
+
+
+def raise_settings_error(settings_module: str, project_path: str | None, exc: Exception) -> None:
+    """Raise the one line for a settings module that failed to import, naming what is missing and where,
+    from `exc` (its traceback is for -vvv readers); return for a failure of another kind, which is
+    reported as it is (type and first line). A settings module that is not there has no traceback
+    worth reading."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    subject = "settings module '%s'" % settings_module
+    where = settings_location(settings_module, exc)
+    at = " (%s)" % where if where else ""
+    variable = missing_variable(exc)
+    if variable:
+        raise OperationError(
+            "environment",
+            "%s reads the environment variable %s, which is not set%s: set it in environment or env_file"
+            % (subject, variable, at),
+        ) from exc
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        missing = exc.name
+        if missing == settings_module or settings_module.startswith(missing + "."):
+            # project_path is the working directory of both entry points.
+            hint = ""
+            if project_path and not os.path.isfile("manage.py"):
+                hint = "; project_path %s has no manage.py: is it the project's directory?" % project_path
+            raise OperationError(
+                "settings", "%s not found (project_path and pythonpath are searched first%s)" % (subject, hint)
+            ) from None
+        if missing.partition(".")[0] == settings_module.partition(".")[0]:
+            message = "%s imports '%s', which does not exist%s" % (subject, missing, at)
+            raise OperationError("settings", message) from exc
+        raise OperationError(
+            "settings",
+            "%s imports '%s', which is not importable by %s%s: install it in the project's virtualenv, or point "
+            "virtualenv or python at the interpreter that has it" % (subject, missing, sys.executable, at),
+        ) from exc
+    if isinstance(exc, ImproperlyConfigured):
+        reason = first_line(exc) or "no reason given"
+        raise OperationError("settings", "%s is improperly configured: %s%s" % (subject, reason, at)) from exc
+
+
+def settings_location(settings_module: str, exc: Exception) -> str | None:
+    """'FILE, line N' of the failure's innermost frame in the settings' own package (the line of the
+    settings that read the variable or imported the module), or None when it never got there."""
+    package = settings_module.partition(".")[0]
+    found = None
+    frame = exc.__traceback__
+    while frame is not None:
+        name = frame.tb_frame.f_globals.get("__name__") or ""
+        if name == package or name.startswith(package + "."):
+            found = frame
+        frame = frame.tb_next
+    return "%s, line %d" % (found.tb_frame.f_code.co_filename, found.tb_lineno) if found else None
 
 
 def require_sqlite_file(database: str) -> None:
@@ -110,7 +161,7 @@ def handle(request: dict) -> dict:
     op = request.get("op")
     if op not in OPERATIONS:
         raise OperationError("internal", "unknown operation %r" % op)
-    setup_django(database)
+    setup_django(database, request.get("project_path"))
     from django.db import DatabaseError
 
     try:
@@ -133,11 +184,32 @@ def reserve_stdout():
     return os.fdopen(answer_fd, "w")
 
 
-def error_response(exc: Exception) -> dict:
+def operation_error(exc: Exception) -> OperationError:
+    """Any failure as an OperationError: one line, raised from `exc` when it was not one already. A
+    variable the environment lacks is named with the fix wherever it was read; anything else no
+    operation foresaw is its type and the first line of its text."""
     if isinstance(exc, OperationError):
-        return {"kind": exc.kind, "message": exc.message, "fields": exc.fields}
-    # The bridge shows the message, and the traceback at -vvv.
-    return {"kind": "unexpected", "message": "%s: %s" % (type(exc).__name__, exc), "traceback": traceback.format_exc()}
+        return exc
+    variable = missing_variable(exc)
+    if variable:
+        error = OperationError(
+            "environment", "the environment variable %s is not set: set it in environment or env_file" % variable
+        )
+    else:
+        text = first_line(exc)
+        error = OperationError("unexpected", "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__)
+    error.__cause__ = exc
+    return error
+
+
+def error_response(exc: Exception) -> dict:
+    error = operation_error(exc)
+    response = {"kind": error.kind, "message": error.message, "fields": error.fields}
+    cause = error.__cause__
+    if cause is not None:
+        # The bridge returns it at -vvv only (django_traceback), never in msg.
+        response["traceback"] = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    return response
 
 
 def scrub_error(error: dict, secrets: list) -> dict:

@@ -308,6 +308,12 @@ class DjangoBridge:
         run_as = self.run_as(python) if is_root else None
         django_user = run_as.entry.pw_name if run_as else pwd_name(os.geteuid())
         if run_as:
+            # Said before the run, so that a failure (an env_file root could read and this user cannot) shows it too.
+            self.module.warn(
+                "the Django side runs as %s, not as root: %s is the only user besides root who can change what it "
+                "loads (%s); set become_user: %s on the task, which also skips root's check of every file it loads"
+                % (django_user, django_user, run_as.reason, django_user)
+            )
             side_directory = readable_side_package()
             if side_directory is None:
                 self.module.fail_json(
@@ -324,6 +330,7 @@ class DjangoBridge:
             "params": params,
             "check_mode": self.module.check_mode,
             "database": self.params["database"],
+            "project_path": project_path,
             "env_file": self.params["env_file"],
             "environment_keys": sorted(str(key) for key in self.params["environment"]),
         }
@@ -353,12 +360,12 @@ class DjangoBridge:
         if not response.get("ok"):
             error = response.get("error") or {}
             details = dict(error_kind=error.get("kind"), field_errors=error.get("fields") or {}, django_user=django_user)
-            if error.get("traceback"):
+            # Ansible prints every key of a failed result: the traceback would drown the one-line msg.
+            if error.get("traceback") and self.module._verbosity >= 3:
                 details["django_traceback"] = error["traceback"]
             message = error.get("message") or "the Django side failed"
             if error.get("kind") == "run_as":
-                message += ": the Django side runs as %s, the only user besides root who can change what it loads (%s)" % (
-                    django_user, run_as.reason)
+                message += ": point virtualenv or python at an interpreter %s can run" % django_user
             self.module.fail_json(msg=message, **details)
         result = response["result"]
         for warning in result.pop("warnings", []):

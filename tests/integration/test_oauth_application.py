@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioning import DJANGO_PROJECT, migrate
+from settings_failures import VARIABLE, expected_errors, not_found
 
 
 def test_lifecycle(playbook):
@@ -106,6 +108,32 @@ def test_user_on_a_user_model_that_logs_in_by_email(playbook, unmigrated_databas
 def test_errors_are_one_readable_line(playbook, unmigrated_database):
     output = playbook.run("errors.yml", {"unmigrated_env": unmigrated_database}, "-vvv")
     assert "django_traceback" not in output
+
+
+# Settings fail before the database is opened.
+@pytest.mark.one_backend
+def test_a_settings_module_that_fails_to_import_is_one_line_that_names_the_fix(playbook):
+    env_file = playbook.workdir / "project.env"
+    env_file.write_text("%s=from-env-file\n" % VARIABLE)
+    not_the_project = playbook.workdir / "not-the-project"
+    not_the_project.mkdir()
+    variables = {"env_file": str(env_file), "not_the_project": str(not_the_project)}
+
+    output = playbook.run("settings_errors.yml", variables)
+    results = json.loads((playbook.workdir / "results.json").read_text())
+    expected = expected_errors(playbook.project_python())
+    assert {name: (results[name].get("error_kind"), results[name]["msg"]) for name in results if name != "fixed"} == {
+        "missing_variable": expected["missing-variable"],
+        "missing_package": expected["missing-package"],
+        "wrong_project_path": ("settings", not_found("testproject.settings", not_the_project)),
+    }
+    assert results["fixed"]["failed"] is False and "applications" in results["fixed"]
+    # At the default verbosity the traceback is nowhere: not in msg, not beside it.
+    assert "Traceback" not in output and "django_traceback" not in output, output
+
+    output = playbook.run("settings_errors.yml", variables, "-vvv", "--tags", "traceback")
+    traceback = re.search(r'"django_traceback": "(Traceback \(most recent call last\):.*?)",$', output, re.MULTILINE)
+    assert traceback and traceback.group(1).endswith("KeyError: '%s'\\n" % VARIABLE), output
 
 
 def test_bridge_through_virtualenv_and_noisy_settings(playbook):

@@ -390,6 +390,14 @@ REFUSAL = (
 )
 
 
+def dropped_to(user, reason):
+    """The warning of a root run that dropped to `user`."""
+    return (
+        "the Django side runs as {0}, not as root: {0} is the only user besides root who can change what it loads "
+        "({1}); set become_user: {0} on the task, which also skips root's check of every file it loads"
+    ).format(user.pw_name, reason)
+
+
 @pytest.fixture
 def root_project(scratch):
     """A copy of the test project that root owns and everyone can read, as a system-wide install."""
@@ -543,11 +551,30 @@ def test_a_root_run_on_the_user_s_sqlite_project_leaves_nothing_of_root_s(role_p
     assert not_owned_by(app_user, root_project) == []
     assert [results[name].get("django_user") for name in ("read", "written")] == [app_user.pw_name] * 2, results
     assert results["written"]["changed"] is True
+    warning = dropped_to(app_user, "%s is owned by %s" % (root_project, app_user.pw_name))
+    assert [results[name].get("warnings") for name in ("read", "written")] == [[warning]] * 2
     seeded = subprocess.run(
         as_user(app_user, [app_python, "manage.py", "oauthops_seed_tokens", "after-root"]),
         cwd=root_project, env=dict(os.environ, **db_env), capture_output=True, text=True, check=False,
     )
     assert seeded.returncode == 0, seeded.stderr
+
+
+def test_a_root_run_says_which_interpreter_the_user_cannot_start(role_playbook, app_user, scratch, root_project):
+    """Root can start an interpreter behind a directory of its own (mode 0700), the user it drops to cannot."""
+    chown_tree(root_project, app_user)
+    private = Path(tempfile.mkdtemp(dir=scratch, prefix="private-"))  # mode 0700
+    python = private / "python"
+    python.symlink_to(sys.executable)
+
+    results = run_modules(role_playbook, root_project, str(python), sqlite_database(scratch, app_user))
+
+    warning = dropped_to(app_user, "%s is owned by %s" % (root_project, app_user.pw_name))
+    for name in ("read", "written"):
+        assert (results[name]["failed"], results[name]["warnings"]) == (True, [warning])
+        assert results[name]["msg"] == (
+            "{0} cannot start {1} (Permission denied): point virtualenv or python at an interpreter {0} can run"
+        ).format(app_user.pw_name, python)
 
 
 # The user's side of the race, run with the system Python (the user cannot run pyenv's): swap `logs` and

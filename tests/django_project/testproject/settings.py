@@ -17,6 +17,11 @@ chooses with pytest options, see tests/conftest.py). Every variable the project 
     OAUTHOPS_TEST_NOISY_SETTINGS     settings that print, warn and log to stdout
     OAUTHOPS_TEST_HOLD_UNTIL         hold a job's cleanup (not a --check run) after its lock until this file exists
 
+and, of the settings module testproject.failing_settings (these settings, failing to import as real ones do):
+
+    OAUTHOPS_TEST_SETTINGS_FAILURE   how it fails (default missing-variable)
+    OAUTHOPS_TEST_REQUIRED_SECRET_KEY  the variable it reads without a default
+
 The model variants are fixed at a database's first migration: each session migrates a fresh database.
 
 The project also serves (tests/integration/test_live_clients.py): DOT's URLs under /o/, a login page
