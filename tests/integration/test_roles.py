@@ -35,6 +35,7 @@ from cronjobs import (
     wait_until_locked,
 )
 from provisioning import REPO
+from settings_failures import SETTINGS, VARIABLE, expected_errors
 
 
 # -- token_cleanup -------------------------------------------------------------------------------
@@ -265,9 +266,8 @@ def test_the_role_proves_the_job_before_cron_gets_it(role_playbook, app_user, ap
                              environment=idle_database),
         "env-file": job_vars(base, "env-file", app_user, app_python, env_file=str(missing_env),
                              environment=idle_database),
-        # Its settings read DJANGO_SECRET_KEY from the environment, which the job does not have.
-        "variable": job_vars(base, "variable", app_user, app_python, settings="testproject.settings_from_environment",
-                             environment=idle_database),
+        # Its settings read a variable of the environment that the job does not have.
+        "variable": job_vars(base, "variable", app_user, app_python, settings=SETTINGS, environment=idle_database),
         "python": job_vars(base, "python", app_user, str(private / "python"), environment=idle_database),
         "user": dict(job_vars(base, "user", app_user, app_python, environment=idle_database),
                      token_cleanup_user="oauthops-no-such-user"),
@@ -275,13 +275,14 @@ def test_the_role_proves_the_job_before_cron_gets_it(role_playbook, app_user, ap
     output = role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", hosts),
                                expect_rc=2)
     nothing = "no cron line was written"
+    missing_variable = expected_errors(app_python)["missing-variable"][1]
     assert failures(output) == {
         "settings": proof_failure(app_user, "oauthops token cleanup failed: settings module "
                                   "'testproject.missing_settings' not found (project_path and pythonpath are searched "
                                   "first)", nothing),
         "env-file": proof_failure(app_user, "oauthops token cleanup failed: cannot read env_file %s (No such file or "
                                   "directory)" % missing_env, nothing),
-        "variable": proof_failure(app_user, "oauthops token cleanup failed: KeyError: 'DJANGO_SECRET_KEY'", nothing),
+        "variable": proof_failure(app_user, "oauthops token cleanup failed: " + missing_variable, nothing),
         "python": proof_failure(app_user, "flock: failed to execute %s: Permission denied" % (private / "python"),
                                 nothing),
         "user": "token_cleanup_user 'oauthops-no-such-user' does not exist on user: the job runs as the application's "
@@ -290,7 +291,7 @@ def test_the_role_proves_the_job_before_cron_gets_it(role_playbook, app_user, ap
     assert os.listdir(base / "cron.d") == []
 
     # Given the variable, the same settings pass.
-    mended = {"variable": dict(hosts["variable"], token_cleanup_environment=dict(idle_database, DJANGO_SECRET_KEY="k"))}
+    mended = {"variable": dict(hosts["variable"], token_cleanup_environment=dict(idle_database, **{VARIABLE: "k"}))}
     role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "mended.json", mended))
     assert os.listdir(base / "cron.d") == ["variable"]
 
