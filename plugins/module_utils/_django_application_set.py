@@ -10,20 +10,19 @@ from __future__ import annotations
 import fnmatch
 
 from ._django_applications import (
+    ACTIONS,
     Plan,
     apply_plan,
     converge_plan,
     describe,
     plan_result,
+    refuse_to_return_secrets_in_sight,
     refuse_writes_that_cannot_roll_back,
     registration_source_filter,
     warn_hashed_against_wish,
 )
 from ._django_core import OperationError, database_error_message
 from ._django_migrations import require_migrated
-
-# Actions in the words of a summary.
-BULK_ACTIONS = {"create": "created", "update": "updated", "delete": "deleted", None: "unchanged"}
 
 
 def _item_name(position: int, client_id) -> str:
@@ -117,10 +116,11 @@ def run_applications(params: dict, context) -> dict:
                 failures.append((position, item["client_id"], exc))
         if failures:
             raise _item_failures(failures, len(items))
+        refuse_to_return_secrets_in_sight(plans, context)
         removals = []
         if params.get("exclusive"):
             removals = [
-                Plan("delete", row, describe(row), [])
+                Plan("deleted", row, describe(row), [])
                 for row in exclusive_candidates(model, manager, declared, params.get("exclusive_filter") or {})
             ]
         refuse_writes_that_cannot_roll_back(removals + plans, context, "set")
@@ -135,7 +135,7 @@ def run_applications(params: dict, context) -> dict:
                     raise OperationError("database", "%s: %s; nothing changed" % (where, database_error_message(exc)))
     for plan in plans:
         warn_hashed_against_wish(plan, context)
-    return _bulk_result(plans, removals, context.check_mode, declared)
+    return _bulk_result(plans, removals, declared)
 
 
 def _item_failures(failures: list, total: int) -> OperationError:
@@ -152,21 +152,20 @@ def _item_failures(failures: list, total: int) -> OperationError:
     )
 
 
-def _bulk_result(plans: list, removals: list, check_mode: bool, declared: list) -> dict:
+def _bulk_result(plans: list, removals: list, declared: list) -> dict:
     """Per-item results (declared items in their order, then exclusive deletions), counts and a diff per
     changed application, the deletions first."""
-    counts = dict((word, 0) for word in BULK_ACTIONS.values())
+    counts = dict((action, 0) for action in ACTIONS)
     entries = []
     for plan, client_id, was_declared in [(plan, plan.instance.client_id, False) for plan in removals] + [
         (plan, client_id, True) for plan, client_id in zip(plans, declared)
     ]:
-        single = plan_result(plan, check_mode)
-        action = BULK_ACTIONS[plan.action]
-        counts[action] += 1
+        single = plan_result(plan)
+        counts[plan.action] += 1
         entry = {
             "client_id": client_id,
             "changed": single["changed"],
-            "action": action,
+            "action": plan.action,
             "declared": was_declared,
             "application": single["application"],
         }

@@ -27,9 +27,12 @@ class OperationError(Exception):
 class Context:
     """What every operation needs besides its parameters."""
 
-    def __init__(self, database: str, check_mode: bool) -> None:
+    def __init__(self, database: str, check_mode: bool, no_log: bool = False) -> None:
         self.database = database
         self.check_mode = check_mode
+        # Whether Ansible keeps the task's result out of its output (the task is no_log): only then
+        # may a result carry a secret the module generated.
+        self.no_log = no_log
         self.warnings: list[str] = []
 
     def warn(self, message: str) -> None:

@@ -13,7 +13,7 @@ from Django at import time (Ansible imports it only to ship it).
 The token_cleanup role ships the same files to the managed host, where cron runs
 `_django_cleanup_job` (one cleanup per run, a summary line for the log) instead of `main()`.
 
-Request:  {"op": "application", "params": {...}, "check_mode": false, "database": "default",
+Request:  {"op": "application", "params": {...}, "check_mode": false, "no_log": true, "database": "default",
            "project_path": "/srv/shop" or null, "env_file": "/srv/shop/.env" or null,
            "environment_keys": ["DATABASE_URL", ...]}
 Response: {"ok": true, "result": {...}}
@@ -157,7 +157,7 @@ def handle(request: dict) -> dict:
     if request.get("env_file"):
         apply_env_file(request["env_file"], request.get("environment_keys") or [])
     database = request.get("database") or "default"
-    context = Context(database, bool(request.get("check_mode")))
+    context = Context(database, bool(request.get("check_mode")), bool(request.get("no_log")))
     op = request.get("op")
     if op not in OPERATIONS:
         raise OperationError("internal", "unknown operation %r" % op)

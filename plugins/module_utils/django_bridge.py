@@ -329,6 +329,8 @@ class DjangoBridge:
             "op": op,
             "params": params,
             "check_mode": self.module.check_mode,
+            # Ansible's _ansible_no_log: the task's no_log (or no_target_syslog, which it cannot tell apart).
+            "no_log": self.module.no_log,
             "database": self.params["database"],
             "project_path": project_path,
             "env_file": self.params["env_file"],

@@ -1,4 +1,4 @@
-"""Where the environment option's secrets could leak: the -vvv output and the target's syslog.
+"""Where secrets could leak: the -vvv output and the target's syslog; and the stored client secrets to look for.
 
 `check_masking` runs playbooks/masking.yml (shared by tests/integration and the version matrix, whose
 ansible-core 2.18 cells return the module arguments at -vvv without being asked).
@@ -12,15 +12,19 @@ namespace sees any of it, and the namespace ends with the command.
 """
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 
 import pytest
+
+from provisioning import DJANGO_PROJECT
 
 # Inside the namespace: keep the real /dev reachable under $1/realdev, build $1/dev from links to it
 # (the socket `log` is there already), and put that over /dev for the command.
@@ -114,6 +118,24 @@ def real_secrets(prefix):
         "MYSQL_PWD": "mysql-pwd-" + token,
         "OAUTHOPS_TEST_REPLICA_URL": "postgres://%s@replica.example/shop?sslmode=require&password=url-pw-%s" % (prefix, token),
     }
+
+
+def stored_client_secrets(env, prefix):
+    """client_id -> the stored client_secret column (a hash, or an unhashed secret), read outside Ansible."""
+    script = (
+        "import json; from oauth2_provider.models import get_application_model as m; "
+        "print(json.dumps(dict(m().objects.filter(client_id__startswith=%r).values_list('client_id', 'client_secret'))))"
+        % prefix
+    )
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        cwd=DJANGO_PROJECT,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.splitlines()[-1])
 
 
 def leaked(text, values):

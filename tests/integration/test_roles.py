@@ -363,6 +363,14 @@ def test_a_shipped_playbook_that_matches_no_host_fails_and_says_what_it_expected
 # -- applications ------------------------------------------------------------------------------
 
 
+CENSORED = "the output has been hidden due to the fact that 'no_log: true'"
+
+
+def declare_runs(output):
+    """The output of each run of the applications role's module task, in order."""
+    return [text.split("\nTASK [", 1)[0] for text in output.split("TASK [oauthops.toolkit.applications : Declare ")[1:]]
+
+
 def test_applications_role_converges_and_keeps_secrets_out_of_the_output(playbook):
     secret = playbook.prefix + "-Vau1ted-s3cret"
     output = playbook.run("role_applications.yml", {"vaulted_secret": secret}, "-vvv", "--diff")
@@ -373,6 +381,18 @@ def test_applications_role_converges_and_keeps_secrets_out_of_the_output(playboo
                  "%s-worker: deleted"):
         assert line % playbook.prefix in output, "the summary names each application by client_id"
     assert "(client_id '%s-broken'): redirect_uris: " % playbook.prefix in output
+    # no_log only where DOT may generate a secret in a real run (the first two runs declare the worker without
+    # one): the failing run and the exclusive run, whose only item declares its secret, show their diffs.
+    runs = declare_runs(output)
+    assert [CENSORED in text for text in runs] == [True, True, False, False]
+    assert "--- before: %s-worker\n" % playbook.prefix in runs[3] and "\n+{}\n" in runs[3]
+
+    # ansible-playbook --check --diff: never no_log, though DOT would generate the worker's secret in a real run.
+    preview = playbook.run("role_applications_preview.yml", {"vaulted_secret": secret}, "--check", "--diff", "-v")
+    assert [CENSORED in text for text in declare_runs(preview)] == [False]
+    assert '-    "name": "Web",\n+    "name": "Renamed web",' in preview
+    assert "--- before: %s-worker\n" % playbook.prefix in preview
+    assert secret not in preview and generated not in preview
 
 
 def test_the_job_reads_the_projects_env_file_and_never_shows_its_secrets(role_playbook, app_user, app_python, scratch):

@@ -117,6 +117,23 @@ narrowed = []
 tally = []
 
 
+@pytest.fixture
+def drawn_secrets(monkeypatch):
+    """Every client secret DOT's generator draws while the test runs (the module's own call and the
+    model field's default both go through it)."""
+    from oauth2_provider.generators import ClientSecretGenerator
+
+    drawn = []
+    draw = ClientSecretGenerator.hash
+
+    def recording(generator):
+        drawn.append(draw(generator))
+        return drawn[-1]
+
+    monkeypatch.setattr(ClientSecretGenerator, "hash", recording)
+    return drawn
+
+
 def pytest_deselected(items):
     narrowed.extend(item.nodeid for item in items if DIFFERENTIAL_FILE + "::" in item.nodeid)
 

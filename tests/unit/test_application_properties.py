@@ -60,7 +60,6 @@ OMITTABLE = (
     "hash_client_secret",
     "extra_fields",
 )
-SINGLE_TO_BULK = {"create": "created", "update": "updated", "delete": "deleted", "none": "unchanged"}
 PROPERTY_SETTINGS = dict(
     deadline=None,
     database=None,
@@ -238,7 +237,7 @@ def run_set(items, users, check_mode=False, **options):
         "exclusive_filter": options.get("exclusive_filter", {"registration_source": ["manual"], "client_id": None}),
     }
     try:
-        return application_set.run_applications(params, core.Context("default", check_mode))
+        return application_set.run_applications(params, core.Context("default", check_mode, no_log=True))
     except core.OperationError as exc:
         assert "\n" not in exc.message
         return exc
@@ -247,7 +246,7 @@ def run_set(items, users, check_mode=False, **options):
 def run_one(item, users, check_mode=False):
     core, single, _set = side()
     try:
-        return single.run_application(materialize(item, users), core.Context("default", check_mode))
+        return single.run_application(materialize(item, users), core.Context("default", check_mode, no_log=True))
     except core.OperationError as exc:
         return exc
 
@@ -394,7 +393,7 @@ def loop_of_single_calls(declared, users, options, start_rows):
         if refused(result):
             return results, (position, result)
         results.append(
-            dict(client_id=item["client_id"], changed=result["changed"], action=SINGLE_TO_BULK[result["action"]], raw=result)
+            dict(client_id=item["client_id"], changed=result["changed"], action=result["action"], raw=result)
         )
     return results, None
 

@@ -28,9 +28,10 @@ def item(client_id, **options):
     return declared
 
 
-def converge_set(applications, check_mode=False, database="default", **params):
+def converge_set(applications, check_mode=False, database="default", no_log=True, **params):
+    """oauth_applications' Django side; by default as a no_log task calls it (it may return generated secrets)."""
     core, _single, application_set = side()
-    context = core.Context(database, check_mode)
+    context = core.Context(database, check_mode, no_log)
     params["applications"] = applications
     result = application_set.run_applications(params, context)
     result["warnings"] = context.warnings
@@ -39,7 +40,7 @@ def converge_set(applications, check_mode=False, database="default", **params):
 
 def converge_one(params, check_mode=False, database="default"):
     core, single, _set = side()
-    return single.run_application(dict(item(params["client_id"]), **params), core.Context(database, check_mode))
+    return single.run_application(dict(item(params["client_id"]), **params), core.Context(database, check_mode, no_log=True))
 
 
 def refused_set(applications, **params):
@@ -304,7 +305,7 @@ def test_only_the_tables_a_write_touches_must_roll_back(myisam):
         assert single.value.message == "refusing to write: " + reason % "write"
         assert stored(myisam) == before
 
-        assert converge_one(dict(client_id="kept", name="Kept"), database=myisam)["action"] == "update"
+        assert converge_one(dict(client_id="kept", name="Kept"), database=myisam)["action"] == "updated"
     finally:
         with connections[myisam].cursor() as cursor:
             cursor.execute("ALTER TABLE %s ENGINE=MyISAM" % application_table)
@@ -414,11 +415,41 @@ def test_exclusive_is_off_by_default():
     assert result["counts"]["deleted"] == 0 and model().objects.count() == 2
 
 
-def test_check_mode_predicts_and_returns_no_secret():
-    planned = converge_set([item("new"), item("rotated", regenerate_secret=True)], check_mode=True)
-    assert planned["counts"] == {"created": 2, "updated": 0, "deleted": 0, "unchanged": 0}
+def test_check_mode_predicts_and_generates_no_secret(drawn_secrets):
+    converge_set([item("rotated", client_secret="rotated-secret"), item("old", client_secret="old-secret")])
+    before = snapshot()
+    planned = converge_set(
+        [item("new"), item("rotated", regenerate_secret=True)], check_mode=True, no_log=False, exclusive=True
+    )
+    assert planned["counts"] == {"created": 1, "updated": 1, "deleted": 1, "unchanged": 0}
     assert all("client_secret" not in entry for entry in planned["results"])
-    assert not model().objects.exists()
+    assert drawn_secrets == []
+    assert snapshot() == before
+
+
+def test_a_set_without_no_log_is_refused_when_dot_would_generate_a_secret(drawn_secrets):
+    """Refused before anything is written, naming every application whose secret DOT would generate; a set
+    whose items declare their secrets needs no no_log, exclusive deletions included."""
+    converge_set([item("keep", client_secret="keep-secret"), item("old", client_secret="old-secret")])
+    before = snapshot()
+    error = refused_set(
+        [item("keep", client_secret="keep-secret"), item("new-1"), item("new-2", client_secret="new-2-secret"),
+         item("old", regenerate_secret=True)],
+        exclusive=True,
+        no_log=False,
+    )
+    assert error.kind == "secret_in_sight"
+    assert error.message.startswith(
+        "refusing to write: DOT would generate the client secret of 'new-1', 'old', and this task is not no_log, "
+    )
+    assert snapshot() == before and drawn_secrets == []
+    declared = converge_set(
+        [item("keep", client_secret="keep-secret"), item("new-2", client_secret="new-2-secret")],
+        exclusive=True,
+        no_log=False,
+    )
+    assert declared["counts"] == {"created": 1, "updated": 0, "deleted": 1, "unchanged": 1}
+    assert all("client_secret" not in entry for entry in declared["results"])
 
 
 def test_extra_fields_set_a_field_dot_added_idempotently_with_a_diff():
@@ -428,7 +459,7 @@ def test_extra_fields_set_a_field_dot_added_idempotently_with_a_diff():
     assert converge_one(dict(client_id="x", extra_fields={"registration_source": "dcr"}))["changed"] is False
 
     changed = converge_one(dict(client_id="x", extra_fields={"registration_source": "manual"}))
-    assert changed["action"] == "update"
+    assert changed["action"] == "updated"
     assert changed["diff"]["before"]["extra_fields"]["registration_source"] == "dcr"
     assert changed["diff"]["after"]["extra_fields"]["registration_source"] == "manual"
 
@@ -491,3 +522,26 @@ def test_extra_fields_reach_a_swapped_models_own_field():
     assert converge_set([item("p", extra_fields={"partner_code": "P-42"})])["changed"] is False
     too_long = refused_set([item("p", extra_fields={"partner_code": "P" * 21})])
     assert "applications[0] (client_id 'p'): partner_code: Ensure this value has at most 20 characters" in too_long.message
+
+
+@pytest.mark.models("stock")
+@pytest.mark.one_backend
+def test_both_modules_document_actions_in_the_one_vocabulary():
+    """oauth_application's `action` and oauth_applications' `results[].action` and `counts` use the same words,
+    the Django side's ACTIONS (before issue 16 the single module said create/update/delete/none)."""
+    import ast
+
+    import yaml
+
+    from provisioning import REPO
+
+    def returned(module):
+        tree = ast.parse((REPO / "plugins" / "modules" / module).read_text())
+        text = next(node.value.value for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "RETURN")
+        return yaml.safe_load(text)
+
+    actions = list(side()[1].ACTIONS)
+    assert returned("oauth_application.py")["action"]["choices"] == actions
+    bulk = returned("oauth_applications.py")
+    assert bulk["results"]["contains"]["action"]["choices"] == actions
+    assert list(bulk["counts"]["sample"]) == actions

@@ -18,9 +18,10 @@ def side():
     return _django_core, _django_applications
 
 
-def converge(check_mode=False, **params):
+def converge(check_mode=False, no_log=True, **params):
+    """oauth_application's Django side; by default as a no_log task calls it (it may return a generated secret)."""
     core, applications = side()
-    context = core.Context("default", check_mode)
+    context = core.Context("default", check_mode, no_log)
     params.setdefault("state", "present")
     params.setdefault("update_secret", "always")
     return applications.run_application(params, context)
@@ -84,8 +85,8 @@ def refused(**params):
 def test_create_then_rerun_is_unchanged():
     first = converge(**WEB)
     again = converge(**WEB)
-    assert (first["changed"], first["action"]) == (True, "create")
-    assert (again["changed"], again["action"]) == (False, "none")
+    assert (first["changed"], first["action"]) == (True, "created")
+    assert (again["changed"], again["action"]) == (False, "unchanged")
     assert again["application"]["redirect_uris"] == ["https://web.example.com/cb"]
     assert "client_secret" not in again
 
@@ -155,7 +156,7 @@ def test_generated_secret_is_returned_once_and_opens_the_application():
 
 def test_check_mode_create_returns_no_secret_and_writes_nothing():
     result = converge(check_mode=True, **WEB)
-    assert result["changed"] is True and result["action"] == "create"
+    assert result["changed"] is True and result["action"] == "created"
     assert "client_secret" not in result
     assert stored("web") is None
 
@@ -281,7 +282,7 @@ def converge_as_set(check_mode=False, **params):
     from oauthops_django_side import _django_application_set
 
     item = dict(params, state="present", update_secret=params.get("update_secret", "always"))
-    return _django_application_set.run_applications({"applications": [item]}, side()[0].Context("default", check_mode))
+    return _django_application_set.run_applications({"applications": [item]}, side()[0].Context("default", check_mode, no_log=True))
 
 
 def refused_either_way(through, **params):
@@ -325,7 +326,7 @@ def test_a_secret_with_whitespace_around_it_is_refused_and_never_quoted(through,
 def test_regenerate_secret_rotates_and_returns_the_new_secret_once():
     converge(**web(client_secret="s3cret-one"))
     rotated = converge(client_id="web", regenerate_secret=True)
-    assert (rotated["changed"], rotated["action"]) == (True, "update")
+    assert (rotated["changed"], rotated["action"]) == (True, "updated")
     new_secret = rotated["client_secret"]
     assert len(new_secret) >= 32
     assert secret_opens("web", new_secret) and not secret_opens("web", "s3cret-one")
@@ -342,15 +343,49 @@ def test_regenerate_secret_in_check_mode_predicts_and_keeps_the_secret():
     converge(**web(client_secret="s3cret-one"))
     before = stored("web")
     predicted = converge(check_mode=True, client_id="web", regenerate_secret=True)
-    assert (predicted["changed"], predicted["action"]) == (True, "update")
+    assert (predicted["changed"], predicted["action"]) == (True, "updated")
     assert predicted["diff"]["after"]["client_secret"] == "<hidden, changed>"
     assert "client_secret" not in predicted
     assert (stored("web").client_secret, stored("web").updated) == (before.client_secret, before.updated)
 
 
+def test_check_mode_generates_no_secret(drawn_secrets):
+    """A preview draws no secret from DOT's generator, so it has none to return or show: --check --diff needs no
+    no_log. The real run draws the one it stores and returns it once."""
+    converge(**web(client_secret="s3cret-one"))
+    for params in (web(client_id="new"), dict(client_id="web", regenerate_secret=True)):
+        predicted = converge(check_mode=True, no_log=False, **params)
+        assert predicted["changed"] is True and "client_secret" not in predicted
+        assert predicted["diff"]["after"]["client_secret"] == "<hidden, changed>"
+    assert drawn_secrets == []
+    created = converge(**web(client_id="new"))
+    assert drawn_secrets == [created["client_secret"]]
+    assert secret_opens("new", created["client_secret"])
+
+
+def test_a_secret_dot_would_generate_for_a_task_without_no_log_is_refused(drawn_secrets):
+    """Ansible would show the returned secret: refused before anything is written, naming the application.
+    Declared secrets, deletions and check mode return no secret and need no no_log."""
+    converge(**web(client_secret="s3cret-one"))
+    before = stored("web")
+    for params in (web(client_id="new"), dict(client_id="web", regenerate_secret=True)):
+        error = refused(no_log=False, **params)
+        assert error.kind == "secret_in_sight"
+        assert error.message.startswith(
+            "refusing to write: DOT would generate the client secret of %r, and this task is not no_log, " % params["client_id"]
+        )
+        assert 'no_log: "{{ not ansible_check_mode }}"' in error.message
+    assert stored("new") is None
+    assert (stored("web").client_secret, stored("web").updated) == (before.client_secret, before.updated)
+    assert drawn_secrets == []
+    assert converge(no_log=False, **web(client_id="declared", client_secret="s3cret-two"))["action"] == "created"
+    assert converge(no_log=False, check_mode=True, client_id="web", regenerate_secret=True)["changed"] is True
+    assert converge(no_log=False, client_id="web", state="absent")["action"] == "deleted"
+
+
 def test_regenerate_secret_on_create_is_a_create_with_a_generated_secret():
     created = converge(regenerate_secret=True, **WEB)
-    assert created["action"] == "create"
+    assert created["action"] == "created"
     assert secret_opens("web", created["client_secret"])
 
 
@@ -471,7 +506,7 @@ def test_a_failure_after_the_write_rolls_the_write_back():
 
 def test_absent_deletes_and_is_idempotent():
     converge(**WEB)
-    assert converge(client_id="web", state="absent")["action"] == "delete"
+    assert converge(client_id="web", state="absent")["action"] == "deleted"
     assert stored("web") is None
     assert converge(client_id="web", state="absent")["changed"] is False
 
