@@ -42,6 +42,10 @@ from provisioning import BACKENDS, untested  # noqa: E402
 # This session's tag, now: every process the session starts from here on carries it (tests/leftovers.py).
 leftovers.session_tag()
 
+# The test project reads DATABASE_URL where no OAUTHOPS_TEST_DB names its database (the README's examples pass
+# one): a DATABASE_URL of the caller's, pointing at their own database, never reaches it.
+os.environ.pop("DATABASE_URL", None)
+
 # Seconds one test may take, setup and teardown included: generous for the slowest one (the cron
 # daemon test waits up to ~4 minutes) on a loaded machine, and still far inside CI's limit.
 TEST_TIMEOUT = 600

@@ -57,7 +57,7 @@ SUBSTITUTIONS = [
 EXTRA_VARS = {
     "vault_shop_web_client_secret": "examples-shop-web-S3cret",
     "vault_reports_client_secret": "examples-reports-S3cret",
-    "vault_shop_database_url": "sqlite:///{database}",
+    "vault_shop_database_url": "sqlite://{database}",  # the test project reads it where no OAUTHOPS_TEST_DB is set
     "shop_environment": {"DJANGO_SECRET_KEY": "examples-not-a-secret-key"},
     "shop_oauth_clients": [
         {"client_id": "shop-web", "client_type": "confidential", "authorization_grant_type": "authorization-code",

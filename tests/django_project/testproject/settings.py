@@ -8,6 +8,8 @@ chooses with pytest options, see tests/conftest.py). Every variable the project 
     OAUTHOPS_TEST_DB_NAME            the SQLite file or the database name
     OAUTHOPS_TEST_DB_HOST, _PORT, _USER, _PASSWORD   the server (postgresql, mysql)
     OAUTHOPS_TEST_DATABASE_URL       parsed as dj-database-url would (a password's '/' reaches the error)
+    DATABASE_URL                     the database, as real projects read it, when no OAUTHOPS_TEST_DB is set
+                                     (sqlite:////path, postgres://..., mysql://...: the README's examples)
     OAUTHOPS_TEST_BATCH_SIZE         DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE (default 10000)
     OAUTHOPS_TEST_REDIRECT_SCHEMES   DOT's ALLOWED_REDIRECT_URI_SCHEMES, comma-separated (default http, https)
     OAUTHOPS_TEST_FAST_HASHER        MD5 hashes new client secrets (every default hasher still verifies)
@@ -84,6 +86,18 @@ if _backend != "sqlite":
     )
 if _backend == "mysql":
     _database["OPTIONS"] = {"charset": "utf8mb4"}
+if "OAUTHOPS_TEST_DB" not in os.environ and os.environ.get("DATABASE_URL"):
+    # What a real project does with DATABASE_URL (the README's examples pass one), in the small: the tests
+    # always name their database with OAUTHOPS_TEST_DB*, and a DATABASE_URL counts only without them.
+    import urllib.parse
+
+    _url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+    _scheme = {"sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql", "mysql": "mysql"}[_url.scheme]
+    _database = {"ENGINE": _ENGINES[_scheme], "NAME": _url.path if _scheme == "sqlite" else _url.path.lstrip("/")}
+    if _scheme != "sqlite":
+        _database.update(HOST=_url.hostname or "", PORT=str(_url.port or ""),
+                         USER=urllib.parse.unquote(_url.username or ""),
+                         PASSWORD=urllib.parse.unquote(_url.password or ""))
 DATABASES = {"default": _database}
 
 if os.environ.get("OAUTHOPS_TEST_DATABASE_URL"):
