@@ -6,11 +6,13 @@ symbolic links with its own rights (setpriv). After every root run a victim file
 not touch must keep its owner, mode and content, and a victim directory its listing.
 """
 
+import contextlib
 import grp
 import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import racing_module
 from attacks import acl_granting_write, fingerprint, owned_by, plant_link
 from cronjobs import (
     KEPT_ROWS,
@@ -580,16 +583,17 @@ def test_a_root_run_says_which_interpreter_the_user_cannot_start(role_playbook, 
 # The user's side of the race, run with the system Python (the user cannot run pyenv's): swap `logs` and
 # `logs.link` (its own link to the victim directory) with one atomic renameat2(RENAME_EXCHANGE), as fast as
 # it can, whenever it may write the directory; until the stop file appears, or the bounds. Prints
-# "tries swaps".
+# "tries swaps". The test holds it stopped (SIGSTOP) except while root writes (see Swapper), so that it
+# burns a core only while its swaps can meet a write.
 SWAPPER = r"""
 import ctypes, os, sys, time
 directory, victim, stop, max_tries, seconds = sys.argv[1:]
 libc = ctypes.CDLL(None, use_errno=True)
 os.chdir(directory)
-deadline = time.monotonic() + float(seconds)
+deadline = time.process_time() + float(seconds)
 tries = swaps = 0
 linked = False
-while tries < int(max_tries) and time.monotonic() < deadline and not os.path.exists(stop):
+while tries < int(max_tries) and time.process_time() < deadline and not os.path.exists(stop):
     tries += 1
     if not linked:
         try:
@@ -601,13 +605,44 @@ while tries < int(max_tries) and time.monotonic() < deadline and not os.path.exi
         swaps += 1
 print(tries, swaps)
 """
-RACE_SECONDS = 60  # the bound of each side; root's writes end long before
+RACE_SECONDS = 60  # the bound of each side (the swapper's: CPU seconds); root's writes end long before
 RACE_ROUNDS = 10  # of each of the three writes through ansible-playbook (about 20 s)
 IN_PROCESS_ROUNDS = 300  # of each of the three writes, straight into the module's code
 
 
 class RootWroteThroughTheSwap(AssertionError):
     pass
+
+
+class Swapper:
+    """The user's swapper process, held stopped (SIGSTOP) but while root writes (tests/integration/
+    racing_module.py): around the in-process writes (racing), and in each of the playbook's modules from the
+    moment it has its arguments to its end (interpreter). While it runs it spins as fast as ever; stopped,
+    it leaves logs as it was (the link or the directory, as when it spins) and costs nothing while Ansible
+    starts Python and imports the module, which is nearly all of a task's time."""
+
+    def __init__(self, process):
+        self.pid = process.pid
+
+    @contextlib.contextmanager
+    def racing(self):
+        """The swapper running, and on a CPU already when root starts writing."""
+        assert racing_module.run_swapper(self.pid), "the swapper got no CPU"
+        try:
+            yield
+        finally:
+            racing_module.stop_swapper(self.pid)
+
+    def interpreter(self, python, directory):
+        """(a module interpreter for the playbook: `python` running racing_module.py, its gate log). The
+        swapper is this process's child, not yet waited for: its pid cannot be another process's. The
+        module's own end stops it; the wrapper stops it too, should the process end otherwise."""
+        gate_log = directory / "racing-modules.log"
+        wrapper = directory / "python-racing"
+        wrapper.write_text('#!/bin/sh\n"%s" "%s" %d "%s" "$@"\nstatus=$?\nkill -STOP %d\nexit $status\n'
+                           % (python, racing_module.__file__, self.pid, gate_log, self.pid))
+        wrapper.chmod(0o755)
+        return str(wrapper), gate_log
 
 
 @pytest.mark.parametrize("writer", [
@@ -654,20 +689,25 @@ def test_a_directory_swapped_while_root_writes_never_redirects_a_write(
                            "50000000", str(RACE_SECONDS)]),
         cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    racer = Swapper(swapper)
     answers = []
     try:
         deadline = time.monotonic() + 10
         while not os.path.lexists(jobs / "logs.link") and time.monotonic() < deadline:
             time.sleep(0.01)
+        racing_module.stop_swapper(racer.pid)
         if writer == "trusted_file":
-            answers += write_in_process(module_utils, app_user, jobs / "logs")
+            with racer.racing():
+                answers += write_in_process(module_utils, app_user, jobs / "logs")
+        interpreter, gate_log = racer.interpreter(role_playbook.bare_python, role_playbook.workdir)
         role_playbook.run("race_writes.yml", {
             "writer": writer, "logs": str(jobs / "logs"), "app_user": app_user.pw_name, "rounds": RACE_ROUNDS,
-            "secret": "secret\n",
+            "secret": "secret\n", "ansible_python_interpreter": interpreter,
         })
         answers += json.loads((role_playbook.workdir / "answers.json").read_text())
     finally:
         stop_file.touch()
+        os.kill(racer.pid, signal.SIGCONT)
         stdout, stderr = swapper.communicate(timeout=RACE_SECONDS + 30)
         stop_flipping.set()
         flipper.join(10)
@@ -675,6 +715,9 @@ def test_a_directory_swapped_while_root_writes_never_redirects_a_write(
     print("race (%s): the user swapped %d times in %d tries; root made %d writes, %d refused"
           % (writer, swaps, tries, len(answers), len([answer for answer in answers if answer])))
     assert swaps > 100, "the user swapped only %d times in %d tries: no race happened (%s)" % (swaps, tries, stderr)
+    writes = [line for line in gate_log.read_text().splitlines() if str(jobs / "logs") in line]
+    assert len(writes) >= 3 * RACE_ROUNDS and all(line.startswith("racing ") for line in writes), \
+        "every module writing into logs must run while the swapper runs:\n%s" % "\n".join(writes)
     if fingerprint(victim) != untouched:
         raise RootWroteThroughTheSwap("root wrote through the swapped directory:\n%s\nnow:\n%s"
                                       % (untouched, fingerprint(victim)))
