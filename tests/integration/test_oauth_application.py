@@ -100,6 +100,9 @@ def test_a_settings_module_that_fails_to_import_is_one_line_that_names_the_fix(p
     assert traceback and traceback.group(1).endswith("KeyError: '%s'\\n" % VARIABLE), output
 
 
+# One backend: which interpreter the bridge starts (virtualenv, module_defaults through the action group) and
+# that settings printing on stdout cannot spoil the response are settled before Django opens a connection.
+@pytest.mark.one_backend
 def test_bridge_through_virtualenv_and_noisy_settings(playbook):
     playbook.run("bridge.yml", {"project_virtualenv": str(Path(playbook.project_python()).parent.parent)})
 
@@ -128,6 +131,8 @@ def test_info_filters_and_queries(playbook, unmigrated_database):
             assert secret not in listed, "a secret of %s is in the info result" % client_id
 
 
+# One backend: what is missing is the controller's library.
+@pytest.mark.one_backend
 def test_info_query_without_jmespath_on_the_controller(playbook):
     """The controller's ansible-playbook with jmespath unimportable (as if not installed), not a mock:
     the real action plugin's import fails, and the query needs it while the plain listing does not."""

@@ -13,6 +13,10 @@ def test_application_set(playbook):
     assert "Traceback" not in output
 
 
+# One backend: these refusals are decided from the task's arguments before the set's transaction opens;
+# tests/unit/test_application_set.py refuses each one on every backend, in check mode and for real, and
+# proves that nothing changed.
+@pytest.mark.one_backend
 def test_exclusive_refuses_what_the_operator_cannot_have_meant(playbook):
     """An empty exclusive_filter list and a set of only absent items: refused, nothing changed (issue 14)."""
     output = playbook.run("application_set_refusals.yml")
