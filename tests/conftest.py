@@ -7,7 +7,8 @@ Variants are chosen the pytest way (`pytest --help` lists them under "oauthops.t
                             three; a unit session runs on one, default sqlite)
     --require-backends      a backend that cannot be reached fails the run instead of skipping (CI)
     --models VARIANT        unit: the project's models for this session: stock, custom-user (a user model
-                            that logs in by email and a swapped application model) or swapped-tokens
+                            that logs in by email and a swapped application model), swapped-tokens or
+                            routed (DOT on a second database, alias 'oauth', by the project's router)
     --hasher fast|real      fast (default): MD5 hashes client secrets, except in tests marked real_hasher
                             on SQLite;
                             real: the project's default hasher (PBKDF2) in every test
@@ -49,7 +50,7 @@ os.environ.pop("DATABASE_URL", None)
 # Seconds one test may take, setup and teardown included: generous for the slowest one (the cron
 # daemon test waits up to ~4 minutes) on a loaded machine, and still far inside CI's limit.
 TEST_TIMEOUT = 600
-MODEL_VARIANTS = ("stock", "custom-user", "swapped-tokens")
+MODEL_VARIANTS = ("stock", "custom-user", "swapped-tokens", "routed")
 
 MARKERS = (
     "real_hasher: on SQLite, hashes or verifies client secrets with the project's default hasher (PBKDF2), not "
@@ -58,6 +59,8 @@ MARKERS = (
     "before the database is written, and the unit tests prove the database side on every backend): runs on "
     "SQLite only",
     "models(variant): runs only in a unit session whose --models is this variant",
+    "backends(name, ...): an integration test that uses a test database runs only on these backends (of those "
+    "selected)",
     "database: (set by tests/integration/conftest.py) uses a test database, so runs once per selected backend",
 )
 

@@ -41,8 +41,16 @@ options:
   database:
     description:
       - Alias in the project's C(DATABASES) to work on.
+      - Left out, the module works where the project's C(DATABASE_ROUTERS) send the models it touches, which is
+        where DOT's own code goes: the application model (for reading, in M(oauthops.toolkit.oauth_application_info);
+        for writing, in the modules that write), or DOT's token and grant models (M(oauthops.toolkit.oauth_token_cleanup),
+        which refuses models routed to several databases). Without routers that is V(default). An application's
+        owner is looked up where the routers send the user model, with the application as hint, as Django does when
+        DOT reads it.
+      - Given, it wins; the task warns when the routers send those models elsewhere, naming both.
+      - The result's RV(database) says which alias the module worked on. The pre-flight check looks there for the
+        migrations and the tables, and names the C(manage.py migrate --database ALIAS) to run.
     type: str
-    default: default
   environment:
     description:
       - Extra environment variables for the Django side, for example C(DJANGO_DEBUG) or a C(DATABASE_URL) that the

@@ -22,7 +22,7 @@ from ._django_applications import (
     warn_hashed_against_wish,
 )
 from ._django_core import OperationError, database_error_message
-from ._django_migrations import require_migrated
+from ._django_database import prepare_database
 
 
 def _item_name(position: int, client_id) -> str:
@@ -96,7 +96,7 @@ def run_applications(params: dict, context) -> dict:
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    require_migrated(context.database, [model])
+    prepare_database(context, [model])
     items = params.get("applications") or []
     if params.get("exclusive"):
         _refuse_what_exclusive_cannot_mean(items, params.get("exclusive_filter") or {})

@@ -19,7 +19,7 @@ import uuid
 
 from ._django_cleanup_rules import installed_dot_version
 from ._django_core import OperationError
-from ._django_migrations import require_migrated
+from ._django_database import owner_database, prepare_database
 
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
 SCALAR_FIELDS = ("name", "client_type", "authorization_grant_type", "skip_authorization", "algorithm")
@@ -172,8 +172,9 @@ def _named(user) -> str:
     return "%r (pk %s)" % (user.get_username(), user.pk)
 
 
-def _resolve_user(value, lookup: str, database: str):
-    """The owner that `value` names, by USERNAME_FIELD, by primary key or (auto) by either.
+def _resolve_user(value, lookup: str, application):
+    """The owner that `value` names, by USERNAME_FIELD, by primary key or (auto) by either, on the database
+    the routers choose for the owner of `application` (see owner_database).
 
     In auto, a value that is the USERNAME_FIELD of one user and the primary key of another is
     refused: taking either would attach the application to a user without a word about the other.
@@ -186,6 +187,7 @@ def _resolve_user(value, lookup: str, database: str):
         return None
     user_model = get_user_model()
     field = user_model.USERNAME_FIELD
+    database = owner_database(application)
     users = user_model._default_manager.db_manager(database)
     by_name = users.filter(**{field: value}).first() if lookup != "pk" else None
     by_pk = None
@@ -203,7 +205,9 @@ def _resolve_user(value, lookup: str, database: str):
     user = by_name or by_pk
     if user is None:
         looked_up = {"auto": "%s and by primary key" % field, "username": field, "pk": "primary key"}[lookup]
-        raise OperationError("not_found", "user %r does not exist (looked up by %s)" % (value, looked_up))
+        raise OperationError(
+            "not_found", "user %r does not exist in database '%s' (looked up by %s)" % (value, database, looked_up)
+        )
     return user
 
 
@@ -316,6 +320,8 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
     creating = existing is None
     # A secret given to the constructor keeps DOT's field default from drawing one (set below).
     instance = model(client_id=spec["client_id"], client_secret=SECRET_TO_GENERATE) if creating else existing
+    if creating:
+        instance._state.db = database  # where it will be saved: the routers' hint for its owner's lookup
     before = {} if creating else describe(existing)
     changed = []
 
@@ -332,7 +338,7 @@ def plan_application(model, spec: dict, existing, database: str) -> Plan:
         if spec.get(name) is not None:
             assign(name, " ".join(str(item) for item in spec[name]))
     if spec.get("user") is not None:
-        user = _resolve_user(spec["user"], spec.get("user_lookup", "auto"), database)
+        user = _resolve_user(spec["user"], spec.get("user_lookup", "auto"), instance)
         if creating or instance.user_id != (user.pk if user else None):
             instance.user = user
             changed.append("user")
@@ -550,7 +556,7 @@ def run_application(params: dict, context) -> dict:
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    require_migrated(context.database, [model])
+    prepare_database(context, [model])
     with transaction.atomic(using=context.database):
         rows = model._default_manager.db_manager(context.database).filter(client_id=params["client_id"])
         if not context.check_mode:
@@ -564,14 +570,16 @@ def run_application(params: dict, context) -> dict:
     return plan_result(plan)
 
 
-def _owner_filter(value, lookup: str, database: str) -> dict:
+def _owner_filter(model, value, lookup: str, database: str) -> dict:
     """The queryset filter for applications owned by `value`: "" means no owner.
 
     A user that does not exist owns nothing, so the answer is an empty list rather than an error;
     an ambiguous value (auto lookup) is refused exactly as oauth_application refuses it.
     """
+    hint = model(client_id="", client_secret=SECRET_TO_GENERATE)
+    hint._state.db = database  # an application of this database: whose owner would it be?
     try:
-        user = _resolve_user(value, lookup, database)
+        user = _resolve_user(value, lookup, hint)
     except OperationError as exc:
         if exc.kind != "not_found":
             raise
@@ -592,7 +600,7 @@ def run_application_info(params: dict, context) -> dict:
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    require_migrated(context.database, [model])
+    prepare_database(context, [model], "read")
     conditions = {}
     for option, lookup in (
         ("client_id", "client_id__in"),
@@ -606,7 +614,7 @@ def run_application_info(params: dict, context) -> dict:
     if params.get("registration_source"):
         conditions.update(registration_source_filter(model, params["registration_source"]))
     if params.get("user") is not None:
-        conditions.update(_owner_filter(params["user"], params.get("user_lookup") or "auto", context.database))
+        conditions.update(_owner_filter(model, params["user"], params.get("user_lookup") or "auto", context.database))
     rows = model._default_manager.db_manager(context.database).select_related("user").filter(**conditions)
     applications = [dict(describe(row), **_identity(row)) for row in rows.order_by("client_id")]
     return {"changed": False, "applications": applications}

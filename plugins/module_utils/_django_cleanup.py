@@ -36,7 +36,7 @@ from ._django_cleanup_rules import (
     rule_set_for,
 )
 from ._django_core import OperationError
-from ._django_migrations import require_migrated
+from ._django_database import prepare_database
 
 LOCK_NAME = "oauthops.toolkit token cleanup"
 LOCK_POLL_SECONDS = 0.2
@@ -372,7 +372,7 @@ def run_token_cleanup(params: dict, context) -> dict:
     from django.core.exceptions import ImproperlyConfigured
 
     started = time.monotonic()
-    require_migrated(context.database, _token_models())
+    prepare_database(context, _token_models())
     options = cleanup_options(params)
     fingerprint = installed_clear_expired_fingerprint()
     rule_set = rule_set_for(fingerprint)

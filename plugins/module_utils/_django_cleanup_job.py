@@ -14,7 +14,7 @@ It runs the operation of the oauth_token_cleanup module, through the same `handl
 module and the cron job share one engine. Each run writes ONE summary line, to the log file
 (or to stdout without --log-file):
 
-    2026-11-27T03:17:00+00:00 engine=oauthops revoked_refresh_tokens=5 ... grants=3 total=18 batches=9 elapsed=0.412 complete=true
+    2026-11-27T03:17:00+00:00 engine=oauthops database=default revoked_refresh_tokens=5 ... grants=3 total=18 batches=9 elapsed=0.412 complete=true
 
 A successful run prints nothing at all, so cron has nothing to mail: whatever the project prints
 or logs to stdout or stderr while it loads and runs is swallowed, and warnings (Python's, and the
@@ -47,9 +47,9 @@ import time
 import warnings
 
 from . import _django_cleanup
-from ._django_core import OperationError, database_error_message, first_line
+from ._django_core import Context, OperationError, database_error_message, first_line
+from ._django_database import prepare_database
 from ._django_env import apply_env_file, read_env_file, read_small_file, scrub, secret_values
-from ._django_migrations import require_migrated
 from ._django_side import handle, operation_error, setup_django
 
 ENGINES = ("oauthops", "cleartokens")
@@ -64,7 +64,11 @@ def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser.add_argument("--project-path", help="the Django project: working directory and first on sys.path")
     parser.add_argument("--settings", help="settings module (DJANGO_SETTINGS_MODULE)")
     parser.add_argument("--pythonpath", action="append", default=[], help="another directory for sys.path")
-    parser.add_argument("--database", default="default", help="alias in DATABASES (default: default)")
+    parser.add_argument(
+        "--database",
+        help="alias in DATABASES (default: the one the project's DATABASE_ROUTERS choose for DOT's token models, "
+        "'default' without routers)",
+    )
     parser.add_argument("--env-json", help="JSON object of environment variables to set first (secrets go here)")
     parser.add_argument("--env-file", help="NAME=value file of environment variables (the --env-json ones win)")
     parser.add_argument("--log-file", help="append the summary line to this file (created with mode 0640)")
@@ -127,17 +131,19 @@ def prepare(args: argparse.Namespace) -> None:
     sys.path[:0] = [path for path in [args.project_path] + args.pythonpath if path]
 
 
-def run_cleartokens(database: str, project_path: str | None) -> dict:
+def run_cleartokens(database: str | None, project_path: str | None) -> dict:
     """DOT's own clear_expired(), counted the way the module counts it for a DOT release it does not know."""
     setup_django(database, project_path)
-    require_migrated(database, _django_cleanup._token_models())
+    context = Context(database, False)
     from django.db import DatabaseError
 
     try:
-        deleted = _django_cleanup._run_dot_clear_expired(database)
+        prepare_database(context, _django_cleanup._token_models())
+        deleted = _django_cleanup._run_dot_clear_expired(context.database)
     except DatabaseError as exc:
         raise OperationError("database", database_error_message(exc))
-    return {"deleted": deleted, "total": sum(count for count in deleted.values() if count), "complete": True, "warnings": []}
+    total = sum(count for count in deleted.values() if count)
+    return {"deleted": deleted, "total": total, "complete": True, "warnings": context.warnings, "database": context.database}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -168,7 +174,7 @@ def warning_fields(messages: list) -> list:
 
 
 def result_fields(args: argparse.Namespace, result: dict, elapsed: float) -> list:
-    fields = [("engine", args.engine)]
+    fields = [("engine", args.engine), ("database", result["database"])]
     if args.check:
         fields.append(("check_mode", True))
     # Counts a run does not know (DOT's clear_expired() does not tell refresh token kinds apart) are left out.

@@ -27,7 +27,10 @@ class OperationError(Exception):
 class Context:
     """What every operation needs besides its parameters."""
 
-    def __init__(self, database: str, check_mode: bool, no_log: bool = False) -> None:
+    def __init__(self, database: str | None, check_mode: bool, no_log: bool = False) -> None:
+        # The alias the task gave (None: follow the project's routers), and the one the operation
+        # works on once it has chosen (_django_database.choose_database).
+        self.requested = database
         self.database = database
         self.check_mode = check_mode
         # Whether Ansible keeps the task's result out of its output (the task is no_log): only then

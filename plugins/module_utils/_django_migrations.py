@@ -4,8 +4,8 @@
 """The pre-flight check every operation runs before it touches a table: are its apps migrated?
 
 `require_migrated()` fails with one line ("oauth2_provider migrations not applied on database
-'default' (...): run manage.py migrate") instead of the database error a missing table or column
-would give midway. `pending_migrations()` is the answer of manage.py migrate's loader for a few
+'oauth' (...): run manage.py migrate --database oauth") instead of the database error a missing
+table or column would give midway. `pending_migrations()` is the answer of manage.py migrate's loader for a few
 apps, found without building the project's migration graph. Django is imported inside functions:
 Ansible imports this file (to ship it) on hosts without Django.
 """
@@ -18,28 +18,61 @@ from ._django_core import OperationError
 
 
 def require_migrated(database: str, models: list) -> None:
-    """Fail with one line when the tables behind `models` are not migrated yet.
+    """Fail with one line when the tables behind `models` are not migrated on `database`.
 
     Only the apps that hold those tables are checked: oauth2_provider (its tables are what deleting
     an application cascades to) and the app of each swapped model. Their own migrations imply their
     dependencies (manage.py migrate applies those first, and refuses a history where a migration is
     recorded before one it depends on), so the cost of this check follows these apps, never the size
     of the project: no migration graph is built, no other app's migrations are imported.
+
+    Recorded migrations are not enough: `migrate` on a database that the project's routers keep an
+    app off (allow_migrate) records its migrations there without creating a table. So the models'
+    own tables must exist too (one query of the database's table names).
     """
     from django.db import DEFAULT_DB_ALIAS, connections
 
     database = database or DEFAULT_DB_ALIAS
+    connection = connections[database]
     app_labels = sorted({model._meta.app_label for model in models} | {"oauth2_provider"})
-    pending = pending_migrations(connections[database], app_labels)
+    pending = pending_migrations(connection, app_labels)
     if pending:
         apps_behind = sorted({app for app, _name in pending}, key=app_labels.index)
         names = ", ".join("%s.%s" % key for key in pending[:3])
         more = " and %d more" % (len(pending) - 3) if len(pending) > 3 else ""
         raise OperationError(
             "not_migrated",
-            "%s migrations not applied on database '%s' (%s%s): run manage.py migrate"
-            % (" and ".join(apps_behind), database, names, more),
+            "%s migrations not applied on database '%s' (%s%s): run manage.py migrate%s"
+            % (" and ".join(apps_behind), database, names, more, migrate_option(database)),
         )
+    with connection.cursor() as cursor:
+        tables = set(connection.introspection.table_names(cursor))
+    missing = [model for model in models if model._meta.db_table not in tables]
+    if missing:
+        raise OperationError("not_migrated", _missing_tables(database, missing))
+
+
+def _missing_tables(database: str, missing: list) -> str:
+    from django.db import router
+
+    plural = len(missing) > 1
+    subject = "the table%s %s %s not on database '%s', although the migrations that create %s are recorded there" % (
+        "s" if plural else "", ", ".join(model._meta.db_table for model in missing), "are" if plural else "is",
+        database, "them" if plural else "it")
+    refused = [model._meta.label for model in missing if not router.allow_migrate_model(database, model)]
+    if refused:
+        return (
+            "%s: the project's DATABASE_ROUTERS do not migrate %s on '%s' (allow_migrate); work on the database "
+            "they are migrated on (leave database unset to follow the routers)" % (subject, " and ".join(refused), database)
+        )
+    return "%s (applied with --fake, or dropped since)" % subject
+
+
+def migrate_option(database: str) -> str:
+    """What `manage.py migrate` needs to work on `database`: nothing for the default alias."""
+    from django.db import DEFAULT_DB_ALIAS
+
+    return "" if database == DEFAULT_DB_ALIAS else " --database %s" % database
 
 
 def disk_migrations(app_label: str) -> dict:

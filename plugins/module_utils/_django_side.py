@@ -13,7 +13,7 @@ from Django at import time (Ansible imports it only to ship it).
 The token_cleanup role ships the same files to the managed host, where cron runs
 `_django_cleanup_job` (one cleanup per run, a summary line for the log) instead of `main()`.
 
-Request:  {"op": "application", "params": {...}, "check_mode": false, "no_log": true, "database": "default",
+Request:  {"op": "application", "params": {...}, "check_mode": false, "no_log": true, "database": "oauth" or null,
            "project_path": "/srv/shop" or null, "env_file": "/srv/shop/.env" or null,
            "environment_keys": ["DATABASE_URL", ...]}
 Response: {"ok": true, "result": {...}}
@@ -33,6 +33,7 @@ import traceback
 
 from . import _django_application_set, _django_applications, _django_cleanup
 from ._django_core import Context, OperationError, database_error_message, first_line
+from ._django_database import require_alias
 from ._django_env import apply_env_file, missing_variable, read_env_file, scrub, secret_values
 
 # op name -> the function that runs it: function(params, context) -> result
@@ -44,8 +45,9 @@ OPERATIONS = {
 }
 
 
-def setup_django(database: str, project_path: str | None = None) -> None:
-    """django.setup() with failures turned into messages a user can act on."""
+def setup_django(database: str | None, project_path: str | None = None) -> None:
+    """django.setup() with failures turned into messages a user can act on; a `database` given must be an
+    alias of DATABASES (None: each operation asks the routers, _django_database.choose_database)."""
     try:
         import django
     except ImportError:
@@ -60,14 +62,8 @@ def setup_django(database: str, project_path: str | None = None) -> None:
         raise
     django.setup()
 
-    from django.conf import settings
-
-    if database not in settings.DATABASES:
-        raise OperationError(
-            "database",
-            "database alias '%s' is not in DATABASES (known: %s)" % (database, ", ".join(sorted(settings.DATABASES))),
-        )
-    require_sqlite_file(database)
+    if database:
+        require_alias(database)
     try:
         importlib.import_module("oauth2_provider")
     except ImportError:
@@ -128,25 +124,6 @@ def settings_location(settings_module: str, exc: Exception) -> str | None:
     return "%s, line %d" % (found.tb_frame.f_code.co_filename, found.tb_lineno) if found else None
 
 
-def require_sqlite_file(database: str) -> None:
-    """SQLite creates a missing database file on connect: an empty file, owned by whoever ran the
-    task (root, say), where a mistyped path or the wrong settings should be an error."""
-    from django.db import connections
-
-    connection = connections[database]
-    if connection.vendor != "sqlite":
-        return
-    name = str(connection.settings_dict["NAME"] or "")
-    if name in ("", ":memory:") or name.startswith("file:") or "mode=memory" in name:
-        return
-    if not os.path.exists(name):
-        raise OperationError(
-            "database",
-            "the SQLite database %s of database '%s' does not exist (check NAME in the settings, or run manage.py "
-            "migrate to create it)" % (name, database),
-        )
-
-
 def request_secrets(request: dict) -> list:
     """The secrets this run knows of: those of the environment option, and (once read) of env_file."""
     keys = request.get("environment_keys") or []
@@ -156,7 +133,7 @@ def request_secrets(request: dict) -> list:
 def handle(request: dict) -> dict:
     if request.get("env_file"):
         apply_env_file(request["env_file"], request.get("environment_keys") or [])
-    database = request.get("database") or "default"
+    database = request.get("database") or None
     context = Context(database, bool(request.get("check_mode")), bool(request.get("no_log")))
     op = request.get("op")
     if op not in OPERATIONS:
@@ -169,6 +146,7 @@ def handle(request: dict) -> dict:
     except DatabaseError as exc:
         raise OperationError("database", database_error_message(exc))
     result["warnings"] = context.warnings
+    result["database"] = context.database
     return result
 
 

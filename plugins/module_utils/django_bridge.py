@@ -38,6 +38,7 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import (
     _django_cleanup_job,
     _django_cleanup_rules,
     _django_core,
+    _django_database,
     _django_env,
     _django_migrations,
     _django_side,
@@ -51,6 +52,7 @@ SIDE_PACKAGE = "oauthops_django_side"
 SIDE_FLOORS = (
     (_django_core, _django_cleanup_rules),  # OperationError, Context; which rows DOT's clear_expired() deletes
     (_django_env, _django_migrations),  # environment, env_file, the one secret rule; the pre-flight migrations check
+    (_django_database,),  # which alias an operation works on: the one given, else the routers' choice
     (_django_applications, _django_cleanup),  # oauth_application(_info); oauth_token_cleanup's engine
     (_django_application_set,),  # oauth_applications: oauth_application's plan for a whole set
     (_django_side,),  # the modules' entry point: read the request, set Django up, OPERATIONS, answer
@@ -89,7 +91,7 @@ def django_argument_spec():
         virtualenv=dict(type="path"),
         python=dict(type="path"),
         pythonpath=dict(type="list", elements="path", default=[]),
-        database=dict(type="str", default="default"),
+        database=dict(type="str"),
         # Not no_log: Ansible would mask every occurrence of every value in every result (a "0" turns
         # every count into a mask). DjangoModule masks the secret values where the arguments are printed.
         environment=dict(type="dict", default={}, no_log=False),

@@ -273,6 +273,14 @@ django_user:
   returned: always
   type: str
   sample: shop
+database:
+  version_added: 0.3.0
+  description:
+    - The alias in the project's C(DATABASES) that the module worked on, the O(database) given or the one the
+      project's C(DATABASE_ROUTERS) chose.
+  returned: always
+  type: str
+  sample: default
 """
 
 from ansible_collections.oauthops.toolkit.plugins.module_utils.django_bridge import (

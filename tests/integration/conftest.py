@@ -64,7 +64,8 @@ def bare_python(tmp_path_factory):
 
 def pytest_generate_tests(metafunc):
     """A test that uses `database` runs on each backend --backend selects (default: all three); one marked
-    one_backend, whose outcome the database cannot change, on SQLite only."""
+    one_backend, whose outcome the database cannot change, on SQLite only; one marked backends(...) on those
+    of its backends that are selected."""
     if "database" not in metafunc.fixturenames or getattr(metafunc.module, "OWN_DATABASE_FIXTURE", False):
         return
     if any("database" in marker.args[0] for marker in metafunc.definition.iter_markers("parametrize")):
@@ -72,19 +73,27 @@ def pytest_generate_tests(metafunc):
     backends = selected_backends(metafunc.config)
     if metafunc.definition.get_closest_marker("one_backend"):
         backends = ["sqlite"]  # deselected below when --backend leaves SQLite out
+    only = metafunc.definition.get_closest_marker("backends")
+    if only:
+        backends = [backend for backend in backends if backend in only.args] or list(only.args[:1])  # deselected below
     metafunc.parametrize("database", backends, indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark the tests that use a test database `database`, so that `-m database` / `-m "not database"` split
     the per-backend tests from the ones that run once (tests/tools/suite runs them as separate jobs); and
-    leave out the one_backend tests when --backend leaves SQLite out."""
-    without_sqlite = "sqlite" not in selected_backends(config)
+    leave out the one_backend tests when --backend leaves SQLite out, and a backends(...) test where none of
+    its backends is selected."""
+    selected = selected_backends(config)
     kept, deselected = [], []
     for item in items:
         if "database" in getattr(item, "fixturenames", ()):
             item.add_marker("database")
-        (deselected if without_sqlite and item.get_closest_marker("one_backend") else kept).append(item)
+        only = item.get_closest_marker("backends")
+        backend = getattr(item, "callspec", None) and item.callspec.params.get("database")
+        left_out = ("sqlite" not in selected and item.get_closest_marker("one_backend")) or (
+            only and backend not in selected)
+        (deselected if left_out else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
@@ -167,6 +176,17 @@ def live_server(database, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+def ship_side(directory):
+    """The Django side laid out as the bridge ships it and the token_cleanup role copies it: the package
+    oauthops_django_side of every plugins/module_utils/_django_*.py, in `directory` (returned)."""
+    package = directory / "oauthops_django_side"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for path in (REPO / "plugins" / "module_utils").glob("_django_*.py"):
+        (package / path.name).write_text(path.read_text())
+    return directory
 
 
 @pytest.fixture

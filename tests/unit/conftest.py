@@ -7,6 +7,7 @@ for a session. A test runs in the sessions its `models` marker names (unmarked: 
 with MD5 unless the test is marked real_hasher (or --hasher real).
 """
 
+import contextlib
 import os
 import shutil
 import sys
@@ -20,6 +21,7 @@ MODEL_VARIABLES = {
     "stock": {},
     "custom-user": {"OAUTHOPS_TEST_CUSTOM_USER": "1", "OAUTHOPS_TEST_SWAPPED_APPLICATION": "1"},
     "swapped-tokens": {"OAUTHOPS_TEST_SWAPPED_TOKENS": "1"},
+    "routed": {},  # OAUTHOPS_TEST_OAUTH_DB_NAME: a second database, provisioned below
 }
 
 # The Django side, as the bridge ships it and the token_cleanup role copies it: every _django_*.py
@@ -69,18 +71,25 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def django_database(tmp_path_factory, pytestconfig):
     backend = pytestconfig.oauthops_unit_backend
-    with provisioned_database(backend, tmp_path_factory.mktemp("db")) as env:
+    variant = pytestconfig.getoption("models")
+    with contextlib.ExitStack() as stack:
+        env = stack.enter_context(provisioned_database(backend, tmp_path_factory.mktemp("db")))
+        if variant == "routed":
+            oauth = stack.enter_context(provisioned_database(backend, tmp_path_factory.mktemp("oauth-db")))
+            env = dict(env, OAUTHOPS_TEST_OAUTH_DB_NAME=oauth["OAUTHOPS_TEST_DB_NAME"])
         os.environ.update(env)
-        os.environ.update(MODEL_VARIABLES[pytestconfig.getoption("models")])
+        os.environ.update(MODEL_VARIABLES[variant])
         if pytestconfig.getoption("hasher") == "fast":
             os.environ["OAUTHOPS_TEST_FAST_HASHER"] = "1"
         os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
         sys.path[:0] = [str(DJANGO_PROJECT), str(ship_side_package(tmp_path_factory.mktemp("side")))]
         import django
+        from django.conf import settings
         from django.core.management import call_command
 
         django.setup()
-        call_command("migrate", verbosity=0)
+        for alias in settings.DATABASES:
+            call_command("migrate", database=alias, verbosity=0)
         yield env
         from django.db import connections
 
@@ -103,11 +112,18 @@ def hasher(request):
 @pytest.fixture(autouse=True)
 def empty_tables():
     yield
+    from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.db import router
     from oauth2_provider.models import get_application_model
 
-    get_application_model().objects.all().delete()
-    get_user_model().objects.all().delete()
+    applications = get_application_model()
+    home = router.db_for_write(applications)
+    applications._base_manager.using(home).all().delete()
+    for alias in settings.DATABASES:
+        users = get_user_model()._base_manager.using(alias).all()
+        # Elsewhere (--models routed) DOT has no table for a delete to cascade to.
+        users.delete() if alias == home else users._raw_delete(alias)
 
 
 # A run of the whole differential file must have seen each category of the installed rule set

@@ -195,7 +195,7 @@ def test_user_by_username_by_primary_key_and_cleared(alice):
 
 def test_unknown_user_is_a_clear_error_and_writes_nothing():
     error = refused(**web(user="nobody"))
-    assert error.message == "user 'nobody' does not exist (looked up by %s and by primary key)" % username_field()
+    assert error.message == "user 'nobody' does not exist in database 'default' (looked up by %s and by primary key)" % username_field()
     assert stored("web") is None
 
 
@@ -250,9 +250,9 @@ def test_a_value_naming_the_same_user_both_ways_is_that_user():
 
 def test_user_lookup_looks_only_where_it_says(alice):
     error = refused(**web(user=str(alice.pk), user_lookup="username"))
-    assert error.message == "user '%s' does not exist (looked up by %s)" % (alice.pk, username_field())
+    assert error.message == "user '%s' does not exist in database 'default' (looked up by %s)" % (alice.pk, username_field())
     error = refused(**web(user="alice", user_lookup="pk"))
-    assert error.message == "user 'alice' does not exist (looked up by primary key)"
+    assert error.message == "user 'alice' does not exist in database 'default' (looked up by primary key)"
     assert stored("web") is None
 
 

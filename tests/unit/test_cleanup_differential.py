@@ -12,8 +12,9 @@ whole file must see each category that the installed rule set has delete rows so
 (token_graphs.exercised, checked at the end of the session by tests/unit/conftest.py).
 
 Runs on the session's backend (--backend) and against whatever DOT is installed: tests/tools/suite
-runs it on every backend, for every DOT release in PROVEN_IMPLEMENTATIONS, and on a project with
-swapped token models (--models swapped-tokens). --random-graphs N sets how many random graphs to try
+runs it on every backend, for every DOT release in PROVEN_IMPLEMENTATIONS, on a project with
+swapped token models (--models swapped-tokens), and (its core cases) on one whose router keeps DOT on
+a second database (--models routed, SQLite and PostgreSQL). --random-graphs N sets how many random graphs to try
 (default 120).
 """
 
@@ -65,7 +66,7 @@ def engine_modules():
 
 def engine(check_mode=False, **params):
     core, cleanup = engine_modules()[:2]
-    context = core.Context("default", check_mode)
+    context = core.Context(None, check_mode)  # no database given: the routers choose, as for cleartokens
     result = cleanup.run_token_cleanup(params, context)
     result["warnings"] = context.warnings
     return result
@@ -170,6 +171,8 @@ def _combination_id(combination):
     return "expire=%s-grace=%s-reuse=%s" % (expire, grace, reuse)
 
 
+# The core cases also on a project whose router keeps DOT on a second database (--models routed).
+@pytest.mark.models("stock", "swapped-tokens", "routed")
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("combination", SETTINGS_COMBINATIONS, ids=_combination_id)
 def test_differential_settings_combinations(differential, dot_settings, combination, seed):
@@ -186,6 +189,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("seed", range(metafunc.config.getoption("random_graphs")))
 
 
+@pytest.mark.models("stock", "swapped-tokens", "routed")
 def test_differential_random_graphs(differential, dot_settings, seed):
     rng = random.Random(seed)
     expire = rng.choice(EXPIRE_CHOICES + (0, 1, timedelta(0)))

@@ -6,12 +6,16 @@ bound to expired access tokens, access tokens minted from a refresh token, lone 
 grants, and the test project's TokenAudit (CASCADE) and TokenSession (SET_NULL) rows.
 Timestamps are drawn from the moments where the rules flip (each cut-off, a microsecond
 either side) and from far away on both sides.
+
+Graphs live on the database the project's routers send DOT's token models to (the 'oauth' alias
+of the routed variant, else 'default'), with their owner; a snapshot holds every database's tables,
+so that a run that touches any other database differs.
 """
 
 import itertools
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import connections, transaction
 
 MICROSECOND = timedelta(microseconds=1)
 FAR = timedelta(days=30)
@@ -74,9 +78,17 @@ def moments(now, expire_seconds=None, grace_seconds=0):
     return points
 
 
+def alias():
+    """The database graphs live on: where the routers send DOT's token models (all to one, or the engine refuses)."""
+    from django.db import router
+
+    return router.db_for_write(dot_token_models()[1])
+
+
 def wipe():
     """Empty every table a graph writes to (leaves users and applications to the unit conftest)."""
-    with connection.constraint_checks_disabled(), transaction.atomic():
+    connection = connections[alias()]
+    with connection.constraint_checks_disabled(), transaction.atomic(using=connection.alias):
         with connection.cursor() as cursor:
             for model in token_models():
                 cursor.execute("DELETE FROM %s" % connection.ops.quote_name(model._meta.db_table))
@@ -87,7 +99,7 @@ def owner():
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    user = get_user_model().objects.get_or_create(username="token-owner")[0]
+    user = get_user_model()._default_manager.db_manager(alias()).get_or_create(username="token-owner")[0]
     defaults = dict(
         user=user,
         client_type="confidential",
@@ -167,27 +179,40 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
         TokenSession.objects.create(access_token=None)
 
 
-def _tables():
+def _tables(connection):
     return sorted(connection.introspection.django_table_names(only_existing=True, include_views=False))
 
 
+def _key(connection, table):
+    """A snapshot's key: the table's name on the graphs' database, ALIAS/TABLE on another."""
+    return table if connection.alias == alias() else "%s/%s" % (connection.alias, table)
+
+
 def snapshot():
-    """{table: (columns, sorted rows)} of every table of the project, read with plain SQL."""
+    """{table: (columns, sorted rows)} of every table of the project on every database, read with plain SQL."""
+    from django.conf import settings
+
     state = {}
-    with connection.cursor() as cursor:
-        for table in _tables():
-            cursor.execute("SELECT * FROM %s" % connection.ops.quote_name(table))
-            columns = tuple(column[0] for column in cursor.description)
-            state[table] = (columns, sorted(cursor.fetchall(), key=repr))
+    for name in settings.DATABASES:
+        connection = connections[name]
+        with connection.cursor() as cursor:
+            for table in _tables(connection):
+                cursor.execute("SELECT * FROM %s" % connection.ops.quote_name(table))
+                columns = tuple(column[0] for column in cursor.description)
+                state[_key(connection, table)] = (columns, sorted(cursor.fetchall(), key=repr))
     return state
 
 
 def restore(state):
-    """Put every table back to `state` (rows, primary keys and timestamps exactly as they were)."""
+    """Put every table of the graphs' database back to `state` (rows, primary keys and timestamps exactly as
+    they were); those of another database never change."""
     now = snapshot()
     changed = [table for table in state if state[table] != now.get(table)]
+    elsewhere = [table for table in changed if "/" in table]
+    assert not elsewhere, "tables of another database than the graphs' changed: %s" % ", ".join(elsewhere)
+    connection = connections[alias()]
     quote = connection.ops.quote_name
-    with connection.constraint_checks_disabled(), transaction.atomic():
+    with connection.constraint_checks_disabled(), transaction.atomic(using=connection.alias):
         with connection.cursor() as cursor:
             for table in changed:
                 cursor.execute("DELETE FROM %s" % quote(table))
@@ -201,11 +226,11 @@ def restore(state):
                     )
                     cursor.executemany(sql, rows)
     if connection.vendor == "postgresql":
-        _reset_sequences()
+        _reset_sequences(connection)
     assert snapshot() == state
 
 
-def _reset_sequences():
+def _reset_sequences(connection):
     from django.core.management.color import no_style
 
     models = token_models()

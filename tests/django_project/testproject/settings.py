@@ -10,6 +10,8 @@ chooses with pytest options, see tests/conftest.py). Every variable the project 
     OAUTHOPS_TEST_DATABASE_URL       parsed as dj-database-url would (a password's '/' reaches the error)
     DATABASE_URL                     the database, as real projects read it, when no OAUTHOPS_TEST_DB is set
                                      (sqlite:////path, postgres://..., mysql://...: the README's examples)
+    OAUTHOPS_TEST_OAUTH_DB_NAME      a second database, alias 'oauth' (same backend and server), and a router that
+                                     sends DOT's models there (--models routed; testproject/routers.py)
     OAUTHOPS_TEST_BATCH_SIZE         DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE (default 10000)
     OAUTHOPS_TEST_REDIRECT_SCHEMES   DOT's ALLOWED_REDIRECT_URI_SCHEMES, comma-separated (default http, https)
     OAUTHOPS_TEST_FAST_HASHER        MD5 hashes new client secrets (every default hasher still verifies)
@@ -99,6 +101,11 @@ if "OAUTHOPS_TEST_DB" not in os.environ and os.environ.get("DATABASE_URL"):
                          USER=urllib.parse.unquote(_url.username or ""),
                          PASSWORD=urllib.parse.unquote(_url.password or ""))
 DATABASES = {"default": _database}
+
+if os.environ.get("OAUTHOPS_TEST_OAUTH_DB_NAME"):
+    # A project that keeps OAuth data on a database of its own, with Django's documented router pattern.
+    DATABASES["oauth"] = dict(_database, NAME=os.environ["OAUTHOPS_TEST_OAUTH_DB_NAME"])
+    DATABASE_ROUTERS = ["testproject.routers.OAuthRouter"]
 
 if os.environ.get("OAUTHOPS_TEST_DATABASE_URL"):
     # What dj-database-url and its kin do with a DATABASE_URL: with an unencoded '/' in the password,

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import router
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -33,7 +34,9 @@ class Command(BaseCommand):
     def handle(self, *args, prefix, **options):
         now = timezone.now()
         past, future = now - timedelta(days=1), now + timedelta(days=1)
-        user = get_user_model().objects.get_or_create(username=prefix + "-tokens")[0]
+        # The owner lives where DOT's tables do (the routed variant keeps them on a second database).
+        users = get_user_model()._default_manager.db_manager(router.db_for_write(get_application_model()))
+        user = users.get_or_create(username=prefix + "-tokens")[0]
         application = get_application_model().objects.get_or_create(
             client_id=prefix + "-tokens",
             defaults=dict(user=user, client_type="confidential", authorization_grant_type="password"),
