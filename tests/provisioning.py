@@ -155,10 +155,10 @@ def provisioned_database(backend, workdir):
         server.drop_database(name)
 
 
-def migrate(env, python=sys.executable):
-    """Apply every migration of the test project to the database `env` names."""
+def migrate(env, python=sys.executable, database="default"):
+    """Apply every migration of the test project to the database `env` names (or its alias `database`)."""
     subprocess.run(
-        [python, "manage.py", "migrate", "--verbosity", "0"],
+        [python, "manage.py", "migrate", "--database", database, "--verbosity", "0"],
         cwd=DJANGO_PROJECT,
         env=dict(os.environ, **env),
         check=True,

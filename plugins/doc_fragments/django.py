@@ -42,11 +42,11 @@ options:
     description:
       - Alias in the project's C(DATABASES) to work on.
       - Left out, the module works where the project's C(DATABASE_ROUTERS) send the models it touches, which is
-        where DOT's own code goes: the application model (for reading, in M(oauthops.toolkit.oauth_application_info);
-        for writing, in the modules that write), or DOT's token and grant models (M(oauthops.toolkit.oauth_token_cleanup),
-        which refuses models routed to several databases). Without routers that is V(default). An application's
-        owner is looked up where the routers send the user model, with the application as hint, as Django does when
-        DOT reads it.
+        where DOT's own code goes. For the application modules that is the application model's database (for
+        reading in M(oauthops.toolkit.oauth_application_info), for writing in the others); for
+        M(oauthops.toolkit.oauth_token_cleanup) it is the database of DOT's token and grant models, which must be
+        one. Without routers it is V(default). An application's owner is looked up where the routers send the
+        user model, with the application as hint, as Django does when DOT reads it.
       - Given, it wins; the task warns when the routers send those models elsewhere, naming both.
       - The result's RV(database) says which alias the module worked on. The pre-flight check looks there for the
         migrations and the tables, and names the C(manage.py migrate --database ALIAS) to run.

@@ -86,6 +86,9 @@ NEEDS = {
         {"OAUTHOPS_TEST_REDIRECT_SCHEMES": "https,com.example.shop"},
     "OAUTH2_PROVIDER_APPLICATION_MODEL, a model of the project's own with a partner_code field":
         {"OAUTHOPS_TEST_SWAPPED_APPLICATION": "1"},
+    # {directory}: the example's database directory. Both databases are migrated, as the routers want.
+    "DATABASE_ROUTERS that keep oauth2_provider on a database of its own, 'oauth'":
+        {"OAUTHOPS_TEST_OAUTH_DB_NAME": "{directory}/oauth.sqlite3"},
 }
 NEEDS_MARK = re.compile(r"#\s*Needs a project setting:\s*(?P<setting>.+?)\s*$", re.M)
 SKIP_MARK = re.compile(r"#\s*Not run by the tests:\s*(?P<reason>.+?)\s*$", re.M)
@@ -255,18 +258,20 @@ class Setting:
         """A migrated SQLite database the job's user can write, for the project with these settings, its owners
         created; and the env_file that points the project at it."""
         if needs not in self.databases:
-            variables = {}
-            for need in needs:
-                variables.update(NEEDS[need])
             # In a directory of the job's user, as SQLite writes beside the file (cronjobs.sqlite_database).
             directory = Path(tempfile.mkdtemp(dir=self.scratch, prefix="examples-sqlite-"))
+            variables = {}
+            for need in needs:
+                variables.update((name, value.format(directory=directory)) for name, value in NEEDS[need].items())
             env = dict(variables, OAUTHOPS_TEST_DB="sqlite", OAUTHOPS_TEST_DB_NAME=str(directory / "shop.sqlite3"))
             migrate(env)
+            if "OAUTHOPS_TEST_OAUTH_DB_NAME" in env:
+                migrate(env, database="oauth")
             create_owners(env)
             env_file = directory / "shop.env"
             env_file.write_text("".join("%s=%s\n" % item for item in sorted(env.items())) + "DJANGO_DEBUG=0\n")
             env_file.chmod(0o644)
-            for path in (directory, directory / "shop.sqlite3", env_file):
+            for path in [directory, env_file] + list(directory.glob("*.sqlite3")):
                 os.chown(path, self.app_user.pw_uid, self.app_user.pw_gid)
             self.databases[needs] = (env, str(env_file))
         return self.databases[needs]
@@ -281,10 +286,12 @@ class Setting:
 
 def create_owners(env):
     script = (
+        "from django.conf import settings\n"
         "from django.contrib.auth import get_user_model\n"
-        "User = get_user_model()\n"
-        "for name in %r: User.objects.create_user(**{User.USERNAME_FIELD: name})\n"
-        "User.objects.create_user(pk=%d, **{User.USERNAME_FIELD: 'carol'})\n" % (OWNERS, OWNER_BY_PK)
+        "for alias in settings.DATABASES:\n"
+        "    users = get_user_model()._default_manager.db_manager(alias)\n"
+        "    for name in %r: users.create_user(**{get_user_model().USERNAME_FIELD: name})\n"
+        "    users.create_user(pk=%d, **{get_user_model().USERNAME_FIELD: 'carol'})\n" % (OWNERS, OWNER_BY_PK)
     )
     subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=DJANGO_PROJECT,
                    env=dict(os.environ, **env), check=True, capture_output=True)

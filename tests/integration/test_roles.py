@@ -63,13 +63,15 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
     assert changed_per_host(output)[name] > 0
     assert canary not in output
     # The role proved the job (its cron line with --check): it counted the backlog, and deleted and logged nothing.
-    assert re.search(r"engine=oauthops check_mode=true revoked_refresh_tokens=5 .* total=18 ", output), output
+    assert re.search(r"engine=oauthops database=default check_mode=true revoked_refresh_tokens=5 .* total=18 ", output), output
     assert token_rows(db_env) == SEEDED_ROWS
     assert Path(job["token_cleanup_log_file"]).read_text() == ""
 
     cron_file = Path(job["token_cleanup_cron_file"])
     environment, jobs = read_cron_file(cron_file)
     assert len(jobs) == 1 and jobs[0].user == app_user.pw_name and jobs[0].schedule == "17 * * * *"
+    # Without token_cleanup_database the job has no --database: it goes where the project's routers send DOT.
+    assert "--database" not in jobs[0].command
     # The environment's values stay in the environment file: the canary, and the database's name and password.
     for value in (canary, db_env["OAUTHOPS_TEST_DB_NAME"], db_env.get("OAUTHOPS_TEST_DB_PASSWORD")):
         assert not value or value not in cron_file.read_text()
@@ -97,6 +99,7 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", timestamp)
     assert {name: fields[name] for name in DELETED_BY_ENGINE["oauthops"]} == DELETED_BY_ENGINE["oauthops"]
     assert (fields["engine"], fields["total"], fields["batches"], fields["complete"]) == ("oauthops", 18, 18, True)
+    assert fields["database"] == "default"
     assert fields["elapsed"] > 3  # 17 pauses of 0.2 s between the batches
     assert token_rows(db_env) == KEPT_ROWS
     assert mode_and_owner(log_file) == (0o640, app_user.pw_uid)
@@ -115,12 +118,12 @@ def test_a_run_that_fails_at_cron_time_says_why_in_one_line_and_cleartokens_runs
     jobs = {
         "broken": job_vars(base, "broken", app_user, app_python, environment=doomed_env),
         "dot": job_vars(base, "dot", app_user, app_python, engine="cleartokens", environment=db_env,
-                        special_time="daily", mailto="ops@example.com"),
+                        special_time="daily", mailto="ops@example.com", database="default"),
     }
     output = role_playbook.run("role_token_cleanup.yml", None, *inventory(role_playbook.workdir / "inv.json", jobs),
                                "-v")
     # The cleartokens job was proven too: its check mode counts by the engine's rules for the installed DOT.
-    assert re.search(r"engine=cleartokens check_mode=true .* total=0 ", output), output
+    assert re.search(r"engine=cleartokens database=default check_mode=true .* total=0 ", output), output
     doomed = Path(doomed_env["OAUTHOPS_TEST_DB_NAME"])
     doomed.unlink()
 
@@ -137,11 +140,12 @@ def test_a_run_that_fails_at_cron_time_says_why_in_one_line_and_cleartokens_runs
     environment, (dot,) = read_cron_file(jobs["dot"]["token_cleanup_cron_file"])
     assert environment == {"MAILTO": "ops@example.com"}
     assert dot.schedule == "@daily" and "--engine cleartokens" in dot.command
+    assert "--database default" in dot.command  # token_cleanup_database set: the job gets it
     seed_tokens(db_env, "dot")
     assert finish(start_as_cron(dot, environment)) == (0, "", "")
     ((_timestamp, fields),) = log_entries(jobs["dot"]["token_cleanup_log_file"])
     assert {name: fields[name] for name in DELETED_BY_ENGINE["cleartokens"]} == DELETED_BY_ENGINE["cleartokens"]
-    assert (fields["engine"], fields["total"], fields["complete"]) == ("cleartokens", 18, True)
+    assert (fields["engine"], fields["database"], fields["total"], fields["complete"]) == ("cleartokens", "default", 18, True)
     assert token_rows(db_env) == KEPT_ROWS
 
 
