@@ -72,11 +72,14 @@ def choose_database(context, models: list, purpose: str = "write") -> str:
     would write, in one transaction) and "read" for one that only reads. Models that the routers
     spread over several databases are refused: no one transaction or lock spans them.
     """
+    from django.db import router
+
     routed = _routed(models, purpose)
     aliases = sorted({alias for _model, alias in routed})
     if context.requested:
         database = context.requested
-        if aliases != [database]:
+        # Without routers every model "routes" to 'default': a project that names another alias contradicts nobody.
+        if router.routers and aliases != [database]:
             context.warn(
                 "database '%s' was given, but the project's DATABASE_ROUTERS send %s (for %s); working on '%s' as "
                 "told: leave database unset to follow the routers" % (database, _where(routed), purpose + "s", database)
