@@ -219,7 +219,7 @@ notes:
   - What a declared secret costs. Stored secrets are salted hashes, so a declared O(applications[].client_secret)
     is verified with the project's hasher on every run, changed or not; the module never keeps a faster digest
     of a secret. With Django's default hasher, PBKDF2 (1,500,000 iterations in Django 6.1), a verification takes
-    about 0.3 to 1 s of one core, so a run over N declared secrets costs about one Django start-up plus
+    about half a second of one core, so a run over N declared secrets costs about one Django start-up plus
     N verifications divided by O(hash_threads) (the host's CPUs). A secret declared with
     O(applications[].update_secret=on_create) is not verified after the create, and costs nothing.
   - Renewed hashes. When the stored hash of a declared secret that matches was made by another hasher, or with
@@ -227,7 +227,7 @@ notes:
     change of C(PASSWORD_HASHERS) or DOT's C(CLIENT_SECRET_HASHER)), the run stores the secret again, hashed as
     the project hashes it now, as Django renews a user's password hash at login. That item reports V(updated),
     its diff says the secret changed, check mode says the same, and the next run reports it unchanged. The
-    run costs one more hash per renewed secret. A secret that is not declared cannot be renewed: rotate it with
+    run costs one more hash per renewed secret. A secret that is not declared cannot be renewed; rotate it with
     O(applications[].regenerate_secret).
   - Unlike a loop of M(oauthops.toolkit.oauth_application), a failing set stores nothing, so no generated secret
     is stored without being returned. Once returned, a secret is in the registered result only, and a play that

@@ -47,7 +47,8 @@ from pathlib import Path
 
 from fleet_bench import PROJECT, SETTINGS, Bench, median_ratio, module_options, per_round, verdict
 
-import ansible_isolation  # noqa: E402  pylint: disable=wrong-import-position  (fleet_bench put tests/ on the path)
+# fleet_bench put tests/ on the path.
+import ansible_isolation  # noqa: E402  pylint: disable=wrong-import-position
 
 TARGET_BULK_TO_FLOOR = 1.3
 TARGET_RSS_GROWTH = 1.5
@@ -147,12 +148,20 @@ def hasher_of(hashed: str) -> str:
     return "%s, %s iterations" % (parts[0], parts[1]) if parts[0].startswith("pbkdf2") else parts[0]
 
 
-def row(label, seconds, ratios, note):
-    return "%-16s %8.2f s %7.2fx floor   %s" % (label, statistics.median(seconds), statistics.median(ratios), note)
+def row(label, seconds, floor, note):
+    """A row: the median time, and the median of the per-round ratios to the floor."""
+    return "%-16s %8.2f s %7.2fx floor   %s" % (label, statistics.median(seconds), median_ratio(seconds, floor), note)
+
+
+NOTES = {
+    "bulk": "one oauth_applications task, hash_threads default (%d)" % cores(),
+    "check mode": "the same task, check_mode: true",
+    "one thread": "the same task, hash_threads: 1",
+}
 
 
 def measure(size: Size, args) -> tuple:
-    """The rows of one size, and the Django side's peak RSS (KiB, median of the plain runs)."""
+    """The rows of one size, and the Django side's peak RSS (KiB, median of the bulk runs)."""
     runs = size.bench.floor_runs(size.env, PROJECT)
     runs["bulk"] = size.task_run("bulk")
     if size.count in args.check_mode_at:
@@ -161,7 +170,8 @@ def measure(size: Size, args) -> tuple:
         runs["one thread"] = size.task_run("one-thread", hash_threads=1)
     repeat = args.large_repeat if size.count > LARGE else args.repeat
     samples = dict((name, []) for name in runs)
-    checks, check_cpus, loads, usage = [], [], [], {}
+    usage = dict((name, []) for name in runs)
+    checks, check_cpus, loads = [], [], []
     for _round in range(repeat):
         loads.append(os.getloadavg()[0])
         wall, cpu = size.check_password()
@@ -170,43 +180,37 @@ def measure(size: Size, args) -> tuple:
         for name, run in runs.items():
             before = len(size.usage())
             samples[name].append(run())
-            usage.setdefault(name, []).extend(size.usage()[before:])
+            usage[name] += size.usage()[before:]
     times = per_round(samples)
-    start = times["floor"]
-    floor = [begin + size.count * check / cores() for begin, check in zip(start, checks)]
+    floor = [start + size.count * check / cores() for start, check in zip(times["floor"], checks)]
     lines = [
         "%d applications, each declaring its secret, nothing to change (SQLite; %s; %d round(s), each command once "
         "a round in turns; 1-minute load average %s at the rounds' starts)"
         % (size.count, hasher_of(size.hashed), repeat, ", ".join("%.1f" % load for load in loads)),
-        row("django.setup()", times["django.setup()"], [a / b for a, b in zip(times["django.setup()"], floor)],
-            "bare start-up of the project"),
-        row("ping", times["ping"], [a / b for a, b in zip(times["ping"], floor)], "one ansible.builtin.ping task"),
-        row("check_password", checks, [a / b for a, b in zip(checks, floor)],
-            "one verification, one core (median of %d a round; %.2f s of CPU)"
+        row("django.setup()", times["django.setup()"], floor, "bare start-up of the project"),
+        row("ping", times["ping"], floor, "one ansible.builtin.ping task"),
+        row("check_password", checks, floor, "one verification, one core (median of %d a round; %.2f s of CPU)"
             % (args.samples, statistics.median(check_cpus))),
-        row("floor", floor, [1.0] * len(floor), "ping + django.setup() + %d x check_password / %d cores"
-            % (size.count, cores())),
+        row("floor", floor, floor, "ping + django.setup() + %d x check_password / %d cores" % (size.count, cores())),
     ]
-    for name in [name for name in ("bulk", "check mode", "one thread") if name in runs]:
-        records = usage.get(name, [])
-        cpu = statistics.median(record["cpu"] for record in records) if records else float("nan")
-        work = size.count * statistics.median(check_cpus)
-        note = {"bulk": "one oauth_applications task, hash_threads default (%d)" % cores(),
-                "check mode": "the same task, check_mode: true",
-                "one thread": "the same task, hash_threads: 1"}[name]
-        lines.append(row(name, times[name], [a / b for a, b in zip(times[name], floor)],
-                         "%s; Django side: %.0f s CPU = %.2fx N x check_password's CPU, peak RSS %.0f MiB"
-                         % (note, cpu, cpu / work, statistics.median(r["maxrss_kib"] for r in records) / 1024)))
+    hashing_cpu = size.count * statistics.median(check_cpus)
+    for name in [name for name in NOTES if name in runs]:
+        cpu = statistics.median(record["cpu"] for record in usage[name])
+        rss = statistics.median(record["maxrss_kib"] for record in usage[name]) / 1024
+        lines.append(row(name, times[name], floor, "%s; Django side: %.0f s CPU = %.2fx N x check_password's CPU, "
+                         "peak RSS %.0f MiB" % (NOTES[name], cpu, cpu / hashing_cpu, rss)))
     bulk_to_floor = median_ratio(times["bulk"], floor)
-    lines.append("target bulk <= %.1fx floor: %.2fx  %s" % (TARGET_BULK_TO_FLOOR, bulk_to_floor,
-                                                           verdict(bulk_to_floor <= TARGET_BULK_TO_FLOOR)))
-    rss = statistics.median(record["maxrss_kib"] for record in usage["bulk"])
-    return lines, rss
+    lines.append("target bulk <= %.1fx floor: %.2fx  %s"
+                 % (TARGET_BULK_TO_FLOOR, bulk_to_floor, verdict(bulk_to_floor <= TARGET_BULK_TO_FLOOR)))
+    return lines, statistics.median(record["maxrss_kib"] for record in usage["bulk"])
+
+
+def sizes(text: str) -> list:
+    return [int(size) for size in text.split(",") if size]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    sizes = lambda text: [int(size) for size in text.split(",") if size]  # noqa: E731
     parser.add_argument("--counts", type=sizes, default=[200, 2000], help="applications, per size (comma-separated)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds at sizes up to %d" % LARGE)
     parser.add_argument("--large-repeat", type=int, default=1, help="rounds at larger sizes")
