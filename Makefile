@@ -73,7 +73,8 @@ help:
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
 	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup(); 200 applications:'
-	@echo '                  one oauth_applications task vs a loop vs the floor; a task in a 600-migration project (not a test)'
+	@echo '                  one oauth_applications task vs a loop vs the floor; a task in a 600-migration project; 200 and'
+	@echo '                  2,000 declared PBKDF2 secrets vs start-up + N check_password / cores (not a test)'
 	@echo 'make release VERSION=X.Y.Z'
 	@echo '                  galaxy.yml'"'"'s version, antsibull-changelog release, CHANGELOG.rst; commits nothing (docs/releasing.md)'
 	@echo 'make clean        remove .venv and tests/output (the demo venv included)'
@@ -243,6 +244,8 @@ bench: venv
 	$(BIN)/python tests/bench/application_task.py
 	$(say) "200 unchanged applications: one oauth_applications task vs a loop of oauth_application vs the floor; one task in a project with 30 apps x 20 migrations"
 	$(BIN)/python tests/bench/fleet_bench.py $(FLEET_BENCH_ARGS)
+	$(say) "200 and 2,000 applications declaring their secrets, real PBKDF2: one oauth_applications task vs start-up + N check_password / cores"
+	$(BIN)/python tests/bench/secrets_bench.py $(SECRETS_BENCH_ARGS)
 
 clean:
 	$(say) "removing .venv and tests/output"

@@ -3,6 +3,8 @@
 Each declared item goes through the same `converge_plan()` as oauth_application; every item is
 planned and validated before anything is written, so one bad item fails the task with every
 problem named and nothing changed. Exclusive mode adds the deletion of what is not declared.
+The declared secrets are verified, and the secrets to store hashed, hash_threads at once
+(_django_secrets); the queries and writes stay on this thread, in the one transaction.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from ._django_applications import (
     converge_plan,
     describe,
     plan_result,
+    prepare_secrets,
     refuse_to_return_secrets_in_sight,
     refuse_writes_that_cannot_roll_back,
     registration_source_filter,
+    secret_to_verify,
     warn_hashed_against_wish,
 )
 from ._django_core import OperationError, database_error_message
 from ._django_database import prepare_database
+from ._django_secrets import thread_count, verify_all
 
 
 def _item_name(position: int, client_id) -> str:
@@ -98,6 +103,7 @@ def run_applications(params: dict, context) -> dict:
     model = get_application_model()
     prepare_database(context, [model])
     items = params.get("applications") or []
+    threads = thread_count(params.get("hash_threads"))
     if params.get("exclusive"):
         _refuse_what_exclusive_cannot_mean(items, params.get("exclusive_filter") or {})
     _refuse_duplicates(items)
@@ -108,10 +114,13 @@ def run_applications(params: dict, context) -> dict:
         if not context.check_mode:
             rows = rows.select_for_update()
         stored = dict((row.client_id, row) for row in rows)
+        verdicts = _verify_declared_secrets(items, stored, threads)
         plans, failures = [], []
         for position, item in enumerate(items):
             try:
-                plans.append(converge_plan(model, item, stored.get(item["client_id"]), context.database))
+                plans.append(
+                    converge_plan(model, item, stored.get(item["client_id"]), context.database, verdicts.get(position))
+                )
             except OperationError as exc:
                 failures.append((position, item["client_id"], exc))
         if failures:
@@ -125,6 +134,7 @@ def run_applications(params: dict, context) -> dict:
             ]
         refuse_writes_that_cannot_roll_back(removals + plans, context, "set")
         if not context.check_mode:
+            prepare_secrets(plans, threads)
             for position, plan in [(None, plan) for plan in removals] + list(enumerate(plans)):
                 try:
                     apply_plan(plan, context.database)
@@ -136,6 +146,18 @@ def run_applications(params: dict, context) -> dict:
     for plan in plans:
         warn_hashed_against_wish(plan, context)
     return _bulk_result(plans, removals, declared)
+
+
+def _verify_declared_secrets(items: list, stored: dict, threads: int) -> dict:
+    """position -> Verdict for every item whose plan verifies its declared secret against the stored hash,
+    all verified before planning, `threads` at once; every item is verified, even one that repeats
+    another's secret and hash."""
+    pairs = {}
+    for position, item in enumerate(items):
+        pair = secret_to_verify(item, stored.get(item["client_id"]))
+        if pair is not None:
+            pairs[position] = pair
+    return dict(zip(pairs, verify_all(list(pairs.values()), threads)))
 
 
 def _item_failures(failures: list, total: int) -> OperationError:

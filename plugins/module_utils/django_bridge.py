@@ -41,6 +41,7 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import (
     _django_database,
     _django_env,
     _django_migrations,
+    _django_secrets,
     _django_side,
 )
 
@@ -51,7 +52,8 @@ SIDE_PACKAGE = "oauthops_django_side"
 # and nothing of Ansible or of this file. tests/unit/test_side_layout.py checks the set and the floors.
 SIDE_FLOORS = (
     (_django_core, _django_cleanup_rules),  # OperationError, Context; which rows DOT's clear_expired() deletes
-    (_django_env, _django_migrations),  # environment, env_file, the one secret rule; the pre-flight migrations check
+    # environment, env_file, the one secret rule; the pre-flight migrations check; client secrets hashed in a pool
+    (_django_env, _django_migrations, _django_secrets),
     (_django_database,),  # which alias an operation works on: the one given, else the routers' choice
     (_django_applications, _django_cleanup),  # oauth_application(_info); oauth_token_cleanup's engine
     (_django_application_set,),  # oauth_applications: oauth_application's plan for a whole set

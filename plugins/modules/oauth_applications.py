@@ -18,6 +18,8 @@ description:
   - The whole set costs one Django start-up and one database transaction. Every item is planned and validated
     before anything is written, so one invalid item fails the task, naming every item that failed (by position
     and O(applications[].client_id)) and the field, and nothing changes. Every change applies, or none does.
+  - Declared client secrets are verified, and secrets to store are hashed, several at once, one per core of the
+    managed host (O(hash_threads)); see the notes for what that costs.
   - With O(exclusive=true), stored applications that are not declared are deleted, as far as
     O(exclusive_filter) makes them eligible. By default only applications an operator registered
     (C(registration_source) V(manual)) are eligible; clients that registered themselves (dynamic client
@@ -141,6 +143,20 @@ options:
       extra_fields:
         description: Further model fields (O(oauthops.toolkit.oauth_application#module:extra_fields)).
         type: dict
+  hash_threads:
+    description:
+      - How many client secrets the Django side verifies or hashes at once, each in a thread of its own.
+      - A declared O(applications[].client_secret) is verified against its stored hash on every run, and a
+        secret to store is hashed (a create or change with O(applications[].client_secret), a rotation with
+        O(applications[].regenerate_secret), a renewed hash). Each costs one run of the project's hasher (see the
+        notes). Django's stock hashers release Python's global lock while they hash, so the threads use as many
+        cores.
+      - Defaults to the number of CPUs the Django side may use on the managed host. A lower number leaves cores to
+        the applications the host serves; V(1) verifies one secret at a time.
+      - Only the hashing runs in these threads. Every query and write runs on the Django side's main thread, in
+        the task's one transaction.
+    type: int
+    version_added: 0.3.0
   exclusive:
     description:
       - Delete the stored applications that O(applications) does not declare and O(exclusive_filter) makes
@@ -197,6 +213,22 @@ notes:
     its diff shows in check mode and real runs alike.
   - The module learns C(no_log) from Ansible, which also sets it when C(no_target_syslog) is on; with that setting
     a task without C(no_log) is not refused, and a generated secret shows.
+  - Performance. Converge any set of more than a few applications with this module rather than a loop of
+    M(oauthops.toolkit.oauth_application). A loop starts Django once per item and verifies its secrets one after
+    another; this module starts Django once and verifies the declared secrets O(hash_threads) at once.
+  - What a declared secret costs. Stored secrets are salted hashes, so a declared O(applications[].client_secret)
+    is verified with the project's hasher on every run, changed or not; the module never keeps a faster digest
+    of a secret. With Django's default hasher, PBKDF2 (1,500,000 iterations in Django 6.1), a verification takes
+    about half a second of one core, so a run over N declared secrets costs about one Django start-up plus
+    N verifications divided by O(hash_threads) (the host's CPUs). A secret declared with
+    O(applications[].update_secret=on_create) is not verified after the create, and costs nothing.
+  - Renewed hashes. When the stored hash of a declared secret that matches was made by another hasher, or with
+    other iterations, than the project would use now (after a Django upgrade raised PBKDF2's iterations, or a
+    change of C(PASSWORD_HASHERS) or DOT's C(CLIENT_SECRET_HASHER)), the run stores the secret again, hashed as
+    the project hashes it now, as Django renews a user's password hash at login. That item reports V(updated),
+    its diff says the secret changed, check mode says the same, and the next run reports it unchanged. The
+    run costs one more hash per renewed secret. A secret that is not declared cannot be renewed; rotate it with
+    O(applications[].regenerate_secret).
   - Unlike a loop of M(oauthops.toolkit.oauth_application), a failing set stores nothing, so no generated secret
     is stored without being returned. Once returned, a secret is in the registered result only, and a play that
     fails before a later task keeps it loses it; rotate it then (O(applications[].regenerate_secret=true)).
@@ -367,6 +399,7 @@ def main():
             mutually_exclusive=APPLICATION_MUTUALLY_EXCLUSIVE,
         ),
         exclusive=dict(type="bool", default=False),
+        hash_threads=dict(type="int"),
         exclusive_filter=dict(
             type="dict",
             default={},
@@ -381,7 +414,9 @@ def main():
         mutually_exclusive=DJANGO_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    params = dict((name, module.params[name]) for name in ("applications", "exclusive", "exclusive_filter"))
+    params = dict(
+        (name, module.params[name]) for name in ("applications", "exclusive", "exclusive_filter", "hash_threads")
+    )
     result = DjangoBridge(module).call("applications", params)
     if not module._diff:
         result.pop("diff")
