@@ -1,6 +1,7 @@
 """The roles through real ansible-playbook runs, and the installed cron job run exactly as cron runs it
 (the helpers, and how they stand in for cron and for a host, are in cronjobs.py)."""
 
+import datetime
 import fcntl
 import json
 import os
@@ -12,9 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cronjobs import (
     DELETED_BY_ENGINE,
+    CronJob,
     KEPT_ROWS,
     SEEDED_ROWS,
     changed_per_host,
@@ -102,6 +105,85 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
     assert mode_and_owner(log_file) == (0o640, app_user.pw_uid)
     if backend == "sqlite":  # the engine locks the database file itself: nothing is left beside it
         assert os.listdir(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent) == ["jobs.sqlite3"]
+
+
+def read_metrics(path, name):
+    """{gauge without the oauthops_token_cleanup_ prefix: [(its other labels, value)]} of a job's .prom file, read
+    by Prometheus' own parser; every sample carries the job's name."""
+    found = {}
+    for family in text_string_to_metric_families(Path(path).read_text()):
+        assert family.type == "gauge" and family.documentation, family
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("name") == name, sample
+            found.setdefault(sample.name.replace("oauthops_token_cleanup_", "", 1), []).append((labels, sample.value))
+    return found
+
+
+def single(metrics, gauge):
+    ((labels, value),) = metrics[gauge]
+    assert labels == {}, (gauge, labels)
+    return value
+
+
+def test_the_job_writes_prometheus_metrics_and_a_failure_keeps_the_last_success(
+    role_playbook, app_user, app_python, scratch
+):
+    base = host_root(scratch, "metrics")
+    db_env = sqlite_database(scratch, app_user)
+    directory = base / "lib" / "job-metrics"
+    job = job_vars(base, "job", app_user, app_python, environment=db_env, metrics_directory=str(directory))
+    args = inventory(role_playbook.workdir / "inv.json", {"job": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    assert mode_and_owner(directory) == (0o755, app_user.pw_uid)
+    assert os.listdir(directory) == [], "the proof (check mode) wrote metrics"
+    prom = directory / "job.prom"
+    environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+    seed_tokens(db_env, "metrics")
+
+    def run(*extra, status=0):
+        command = " ".join((cron_job.command,) + extra)
+        assert finish(start_as_cron(CronJob(cron_job.schedule, cron_job.user, command, ""), environment))[0] == status
+        assert os.listdir(directory) == ["job.prom"], "a temporary file was left"
+        assert mode_and_owner(prom) == (0o644, app_user.pw_uid)
+        timestamp, fields = log_entries(job["token_cleanup_log_file"])[-1]
+        metrics = read_metrics(prom, "job")
+        start = single(metrics, "last_run_start_time_seconds")
+        assert int(start) == int(datetime.datetime.fromisoformat(timestamp).timestamp())
+        assert abs(single(metrics, "last_run_duration_seconds") - fields["elapsed"]) <= 0.001
+        assert single(metrics, "last_run_failed") == int(fields.get("failed", False))
+        return fields, metrics, start
+
+    # Stopped by max_runtime: one row a batch, 0.2 s apart, for at most 0.5 s.
+    fields, metrics, start = run("--batch-size", "1", "--batch-interval", "0.2", "--max-runtime", "0.5")
+    assert fields["complete"] is False and 0 < fields["total"] < 18
+    assert single(metrics, "last_run_max_runtime_reached") == 1
+    assert single(metrics, "last_run_skipped") == 0
+    first_counts = {labels["category"]: value for labels, value in metrics["last_run_deleted_rows"]}
+    assert first_counts == {name: fields[name] for name in DELETED_BY_ENGINE["oauthops"]}
+    first_success = single(metrics, "last_success_time_seconds")
+    assert start + single(metrics, "last_run_duration_seconds") == pytest.approx(first_success, abs=0.01)
+
+    fields, metrics, start = run()
+    assert fields["complete"] is True and single(metrics, "last_run_max_runtime_reached") == 0
+    counts = {labels["category"]: value for labels, value in metrics["last_run_deleted_rows"]}
+    assert counts == {name: fields[name] for name in DELETED_BY_ENGINE["oauthops"]}
+    assert {name: first_counts[name] + counts[name] for name in counts} == DELETED_BY_ENGINE["oauthops"]
+    success = single(metrics, "last_success_time_seconds")
+    assert success > first_success and success == pytest.approx(start + fields["elapsed"], abs=0.01)
+    assert metrics["info"] == [({"engine": "oauthops", "rules": "3.4.1", "dot_version": "3.4.1"}, 1)]
+    assert token_rows(db_env) == KEPT_ROWS
+
+    # The database goes: the run fails, the last success stays where it was.
+    Path(db_env["OAUTHOPS_TEST_DB_NAME"]).unlink()
+    fields, metrics, failed_start = run(status=1)
+    assert fields["failed"] is True and failed_start > start
+    assert single(metrics, "last_success_time_seconds") == success
+    assert sorted(metrics) == ["last_run_duration_seconds", "last_run_failed", "last_run_start_time_seconds",
+                               "last_success_time_seconds"], "a failed run has no counts, nor a rule set it did not load"
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
+    assert tree(base) == ["cron.d", "lib", "log"]
 
 
 def test_a_run_that_fails_at_cron_time_says_why_in_one_line_and_cleartokens_runs_dot(
