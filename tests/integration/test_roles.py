@@ -30,11 +30,14 @@ from cronjobs import (
     log_entries,
     mode_and_owner,
     read_cron_file,
+    read_unit,
     seed_tokens,
     sqlite_database,
     start_as_cron,
+    start_as_systemd,
     token_rows,
     tree,
+    unit_words,
     wait_until_locked,
 )
 from provisioning import REPO
@@ -419,6 +422,178 @@ def test_a_change_that_breaks_the_job_leaves_cron_only_a_line_that_passes(role_p
     role_playbook.run("role_token_cleanup.yml", None, *args)
     assert cron_file.read_text() == working
     assert log_entries(job["token_cleanup_log_file"]) == [], "the proofs wrote no log line"
+
+
+# -- token_cleanup under a systemd timer ----------------------------------------------------------
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
+CRON_FIELDS = ("minute", "hour", "day", "month", "weekday")
+CRON_RANGES = {"minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "weekday": (0, 7)}
+CRON_NAMES = {"month": "jan feb mar apr may jun jul aug sep oct nov dec".split(), "weekday": "sun mon tue wed thu fri sat".split()}
+CRON_SPECIAL = {"hourly": "0 * * * *", "daily": "0 0 * * *", "weekly": "0 0 * * 0", "monthly": "0 0 1 * *",
+                "yearly": "0 0 1 1 *", "annually": "0 0 1 1 *"}
+# Schedules the role turns into calendars: each must elapse when Debian's cron would start the job.
+CALENDAR_SCHEDULES = ["17 * * * *", "*/15 8-18 1,15 jan *", "0,30 10-20/5 * 1-12/3 0-7", "5 3 */2 * MON", "5 3 * * 5-7",
+                      "7 */6 * * sat", "0 0 31 2 *", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"]
+REFUSED_SCHEDULES = {
+    "@reboot": "@reboot is no time of day, so no calendar has it",
+    "5 3 1 * mon": 'cron starts the job on the days that match token_cleanup_day "1" or token_cleanup_weekday "mon", '
+                   "and a systemd calendar on the days that match both: set one of them to *",
+    "5/15 3 * * *": "the step after a single number in 5/15 means one run to Debian's cron and a run every 15 from "
+                    "there to cronie: write a range (5-59/15)",
+    "50-10 3 * * *": 'token_cleanup_minute "50-10" selects no minute',
+}
+
+
+def schedule_vars(schedule):
+    if schedule.startswith("@"):
+        return dict(zip(CRON_FIELDS, "0 0 31 2 *".split()), special_time=schedule[1:])
+    return dict(zip(CRON_FIELDS, schedule.split()))
+
+
+def cron_values(field, text):
+    """The values Debian's cron (Vixie cron's parser) sets for one field."""
+    low, high = CRON_RANGES[field]
+    values = set()
+    for element in text.lower().split(","):
+        base, _sep, step = element.partition("/")
+        if base == "*":
+            first, last = low, high
+        elif "-" in base:
+            first, last = map(int, base.split("-"))
+        elif base in CRON_NAMES.get(field, ()):
+            first = last = CRON_NAMES[field].index(base) + (field == "month")
+        else:
+            first = last = int(base)
+        values.update(range(first, last + 1, int(step or 1)))
+    return (values - {7}) | {0} if field == "weekday" and 7 in values else values
+
+
+def cron_times(schedule, after, count):
+    """The first `count` minutes after `after` at which Debian's cron starts a job of `schedule`: a day matches
+    its day and its weekday fields, or either one when neither starts with *."""
+    fields = dict(zip(CRON_FIELDS, CRON_SPECIAL.get(schedule[1:], schedule).split()))
+    sets = {name: cron_values(name, text) for name, text in fields.items()}
+    either = not fields["day"].startswith("*") and not fields["weekday"].startswith("*")
+    found, day = [], after.date()
+    for _day in range(366 * 50):
+        on_day, on_weekday = day.day in sets["day"], day.isoweekday() % 7 in sets["weekday"]
+        if day.month in sets["month"] and ((on_day or on_weekday) if either else (on_day and on_weekday)):
+            for hour, minute in sorted((hour, minute) for hour in sets["hour"] for minute in sets["minute"]):
+                moment = datetime.datetime(day.year, day.month, day.day, hour, minute)
+                if moment > after:
+                    found.append(moment)
+                    if len(found) == count:
+                        return found
+        day += datetime.timedelta(days=1)
+    return found
+
+
+def calendar_times(calendar, after, count):
+    """When `systemd-analyze calendar` says the calendar elapses, after `after` (UTC)."""
+    completed = subprocess.run(
+        [SYSTEMD_ANALYZE, "calendar", "--iterations=%d" % count, "--base-time=%s UTC" % after, calendar],
+        env=dict(os.environ, TZ="UTC"), capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, (calendar, completed.stderr)
+    times = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", completed.stdout)
+    if "Next elapse: never" in completed.stdout:
+        return []
+    return [datetime.datetime.strptime(moment, "%Y-%m-%d %H:%M:%S") for moment in times]
+
+
+def test_each_schedule_becomes_a_calendar_that_elapses_when_cron_would_run_it(role_playbook):
+    """The role's template, with the role's variables; systemd's own reading of its calendar (systemd-analyze),
+    against cron's reading of the schedule, over each schedule's next 40 elapses from two starting points."""
+    schedules = CALENDAR_SCHEDULES + list(REFUSED_SCHEDULES)
+    role_playbook.run("systemd_calendar.yml", {"schedules": [
+        {"token_cleanup_" + name: value for name, value in schedule_vars(schedule).items()} for schedule in schedules]})
+    calendars = dict(zip(schedules, json.loads((role_playbook.workdir / "calendars.json").read_text())))
+    assert {schedule: calendars[schedule][1:] for schedule in REFUSED_SCHEDULES} == REFUSED_SCHEDULES
+    for schedule in CALENDAR_SCHEDULES:
+        for after in (datetime.datetime(2026, 12, 6, 0, 0, 30), datetime.datetime(2028, 2, 27, 23, 59, 30)):
+            expected = cron_times(schedule, after, 40)
+            assert calendar_times(calendars[schedule], after, 40) == expected, (schedule, calendars[schedule])
+    assert calendars["0 0 31 2 *"] == "*-2-31 0:0:00" and cron_times("0 0 31 2 *", datetime.datetime(2026, 1, 1), 1) == []
+
+
+def test_a_systemd_timer_runs_the_same_job_hardened_and_a_switch_leaves_one_scheduler(
+    role_playbook, app_user, app_python, scratch
+):
+    base = host_root(scratch, "systemd")
+    units = base / "systemd" / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    db_env = sqlite_database(scratch, app_user)
+    go = base / "go"  # the first run holds its lock until this file exists (the test settings)
+    # A space and a percent sign in the job's directory: systemd's quoting and specifiers.
+    directory = base / "lib" / "timer 100%"
+    job = job_vars(base, "timer", app_user, app_python, directory=str(directory),
+                   environment=dict(database_env(db_env), OAUTHOPS_TEST_HOLD_UNTIL=str(go)), scheduler="systemd",
+                   randomized_delay=300, read_write_paths=[str(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent)])
+    hosts = {"timer": job}
+    for index, schedule in enumerate(["5/15 3 * * *", "@reboot"]):
+        hosts["refused%d" % index] = job_vars(base, "refused%d" % index, app_user, app_python, scheduler="systemd",
+                                              **schedule_vars(schedule))
+    hosts["delay-with-cron"] = job_vars(base, "delay-with-cron", app_user, app_python, randomized_delay=60)
+    args = inventory(role_playbook.workdir / "inv.json", hosts)
+    output = role_playbook.run("role_token_cleanup.yml", None, *args, expect_rc=2)
+    assert failures(output) == {
+        "refused0": "the schedule has no exact systemd calendar: " + REFUSED_SCHEDULES["5/15 3 * * *"],
+        "refused1": "the schedule has no exact systemd calendar: " + REFUSED_SCHEDULES["@reboot"],
+        "delay-with-cron": "token_cleanup_randomized_delay needs token_cleanup_scheduler=systemd (cron has no randomized "
+                           "delay)",
+    }
+    assert "systemd is not running on timer (no /run/systemd/system: PID 1 is another init" in output
+    service_file, timer_file = units / "timer.service", units / "timer.timer"
+    assert sorted(os.listdir(units)) == ["timer.service", "timer.timer", "timers.target.wants"]
+    assert os.readlink(units / "timers.target.wants" / "timer.timer") == "/etc/systemd/system/timer.timer"
+    assert [mode_and_owner(path) for path in (service_file, timer_file)] == [(0o644, 0)] * 2
+    assert os.listdir(base / "cron.d") == [], "a systemd job has no cron file"
+
+    # systemd's own checks: the units load (User=, ExecStart's binary, every setting), the calendar parses.
+    verify = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", str(service_file), str(timer_file)],
+                            capture_output=True, text=True, check=False)
+    assert (verify.returncode, verify.stdout) == (0, ""), verify.stderr
+    assert "timer.service" not in verify.stderr and "timer.timer" not in verify.stderr, verify.stderr
+    service, timer = read_unit(service_file), read_unit(timer_file)
+    assert timer["Timer"] == {"OnCalendar": ["*-*-* *:17:00"], "Persistent": ["true"], "RandomizedDelaySec": ["300"],
+                              "Unit": ["timer.service"]}
+    assert calendar_times(timer["Timer"]["OnCalendar"][0], datetime.datetime(2026, 12, 6, 0, 0, 30), 3) == cron_times(
+        "17 * * * *", datetime.datetime(2026, 12, 6, 0, 0, 30), 3)
+    settings = service["Service"]
+    assert (settings["Type"], settings["User"], settings["NoNewPrivileges"], settings["ProtectSystem"],
+            settings["PrivateTmp"]) == (["oneshot"], [app_user.pw_name], ["yes"], ["strict"], ["yes"])
+    assert unit_words(settings["ReadWritePaths"][0], variables=False) == [
+        job["token_cleanup_log_file"], str(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent)]
+    lock = directory / "cleanup.lock"
+    assert unit_words(settings["ExecStart"][0])[:6] == ["/usr/bin/flock", "-n", "-E", "75", str(lock), app_python]
+    for value in [db_env["OAUTHOPS_TEST_DB_NAME"]]:
+        assert value not in service_file.read_text(), "the environment's values stay in the environment file"
+
+    # The service's command, as systemd starts it: it deletes the backlog; a second run while the first holds the
+    # lock exits at once with 75, which the service counts a success (SuccessExitStatus), and says nothing.
+    seed_tokens(database_env(db_env), "timer")
+    first = start_as_systemd(service)
+    wait_until_locked(lock)
+    assert finish(start_as_systemd(service), timeout=60) == (75, "", "")
+    assert settings["SuccessExitStatus"] == ["75"]
+    go.touch()
+    assert finish(first) == (0, "", "")
+    ((_timestamp, fields),) = log_entries(job["token_cleanup_log_file"])
+    assert (fields["total"], fields["complete"]) == (18, True)
+    assert token_rows(database_env(db_env)) == KEPT_ROWS
+
+    # Back to cron: the timer's link and units go, the cron file comes; then absent leaves nothing of either.
+    only = inventory(role_playbook.workdir / "timer.json", {"timer": job})
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_scheduler": "cron", "token_cleanup_randomized_delay": 0},
+                      *only)
+    assert os.listdir(base / "cron.d") == ["timer"]
+    assert sorted(os.listdir(units)) == ["timers.target.wants"] and os.listdir(units / "timers.target.wants") == []
+    role_playbook.run("role_token_cleanup.yml", None, *only)
+    assert os.listdir(base / "cron.d") == [] and sorted(os.listdir(units)) == ["timer.service", "timer.timer",
+                                                                                 "timers.target.wants"]
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *only)
+    assert os.listdir(base / "cron.d") == [] and os.listdir(units / "timers.target.wants") == []
+    assert sorted(os.listdir(units)) == ["timers.target.wants"] and not directory.exists()
 
 
 @pytest.mark.parametrize("shipped, extra, pattern", [
