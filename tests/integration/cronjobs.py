@@ -173,6 +173,9 @@ def job_vars(base, name, user, python, **options):
         # The stand-in for /etc/systemd/system, made by the tests that need it (a cron job removes the timer and
         # service of its name there, when they exist).
         "token_cleanup_systemd_unit_directory": str(base / "systemd" / "etc" / "systemd" / "system"),
+        # The stand-in for /etc/logrotate.d, made by the tests that need it (where it is missing, the role writes no
+        # configuration, as on a host without logrotate).
+        "token_cleanup_logrotate_directory": str(base / "logrotate.d"),
     }
     values.update(("token_cleanup_" + option, value) for option, value in options.items())
     return values

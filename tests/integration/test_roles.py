@@ -3,6 +3,7 @@
 
 import datetime
 import fcntl
+import gzip
 import json
 import os
 import pwd
@@ -422,6 +423,57 @@ def test_a_change_that_breaks_the_job_leaves_cron_only_a_line_that_passes(role_p
     role_playbook.run("role_token_cleanup.yml", None, *args)
     assert cron_file.read_text() == working
     assert log_entries(job["token_cleanup_log_file"]) == [], "the proofs wrote no log line"
+
+
+LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
+
+
+def test_logrotate_rotates_the_log_and_the_next_run_writes_the_new_file(role_playbook, app_user, app_python, scratch):
+    base = host_root(scratch, "logrotate")
+    (base / "logrotate.d").mkdir(mode=0o755)
+    db_env = sqlite_database(scratch, app_user)
+    job = job_vars(base, "rotated", app_user, app_python, environment=db_env)
+    globbed = job_vars(base, "globbed", app_user, app_python, environment=db_env,
+                       log_file=str(base / "log" / "globbed*.log"))
+    args = inventory(role_playbook.workdir / "inv.json", {"rotated": job, "globbed": globbed})
+    output = role_playbook.run("role_token_cleanup.yml", None, *args, expect_rc=2)
+    assert failures(output) == {"globbed": "logrotate reads token_cleanup_log_file %s as a pattern: name the log "
+                                "without quotes, backslashes and glob characters, or set token_cleanup_logrotate to "
+                                "false" % json.dumps(globbed["token_cleanup_log_file"])}
+    config = base / "logrotate.d" / "rotated"
+    assert os.listdir(base / "logrotate.d") == ["rotated"] and mode_and_owner(config) == (0o644, 0)
+    settings = [line.split() for line in config.read_text().splitlines() if line.startswith("    ")]
+    assert ["create", "0640", app_user.pw_name, str(app_user.pw_gid)] in settings and ["compress"] in settings
+    assert "copytruncate" not in [words[0] for words in settings], "the job opens its log at each run"
+    state = base / "logrotate.status"  # the test's own: the machine's logrotate state is not touched
+    checked = subprocess.run([LOGROTATE, "-d", "-s", str(state), str(config)], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0 and "error" not in (checked.stdout + checked.stderr).lower(), checked.stderr
+    assert "rotating pattern: \"%s\"" % job["token_cleanup_log_file"] in checked.stderr, checked.stderr
+
+    environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+    log = Path(job["token_cleanup_log_file"])
+
+    def run_and_rotate():
+        assert finish(start_as_cron(cron_job, environment)) == (0, "", "")
+        forced = subprocess.run([LOGROTATE, "-f", "-s", str(state), str(config)], capture_output=True, text=True,
+                                check=False)
+        assert forced.returncode == 0, forced.stderr
+        # logrotate made the new log as the role does: the job's user may append to it, nobody else read it.
+        assert log.read_text() == "" and mode_and_owner(log) == (0o640, app_user.pw_uid)
+        assert log.stat().st_gid == app_user.pw_gid
+
+    run_and_rotate()
+    ((first, _fields),) = log_entries(str(log) + ".1")
+    run_and_rotate()
+    ((second, _fields),) = log_entries(str(log) + ".1")
+    with gzip.open(str(log) + ".2.gz", "rt") as compressed:
+        assert compressed.read().startswith(first + " "), "the older log, compressed"
+    assert second >= first and sorted(os.listdir(base / "log")) == ["rotated.log", "rotated.log.1", "rotated.log.2.gz"]
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"},
+                      *inventory(role_playbook.workdir / "rotated.json", {"rotated": job}))
+    assert os.listdir(base / "logrotate.d") == []
 
 
 # -- token_cleanup under a systemd timer ----------------------------------------------------------
