@@ -641,8 +641,8 @@ def test_a_systemd_timer_runs_the_same_job_hardened_and_a_switch_leaves_one_sche
     assert os.listdir(base / "cron.d") == ["timer"]
     assert sorted(os.listdir(units)) == ["timers.target.wants"] and os.listdir(units / "timers.target.wants") == []
     role_playbook.run("role_token_cleanup.yml", None, *only)
-    assert os.listdir(base / "cron.d") == [] and sorted(os.listdir(units)) == ["timer.service", "timer.timer",
-                                                                                 "timers.target.wants"]
+    assert os.listdir(base / "cron.d") == []
+    assert sorted(os.listdir(units)) == ["timer.service", "timer.timer", "timers.target.wants"]
     role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *only)
     assert os.listdir(base / "cron.d") == [] and os.listdir(units / "timers.target.wants") == []
     assert sorted(os.listdir(units)) == ["timers.target.wants"] and not directory.exists()
