@@ -18,8 +18,9 @@ DEMO_VENV := $(OUTPUT)/demo-venv
 DEMO_STAMP := $(DEMO_VENV)/.requirements-installed
 # Debian packages `make test` needs (make system-packages installs them as root, else says how):
 # a C compiler and the MariaDB client headers to build mysqlclient; cron (crontab, the daemon) and
-# procps (pgrep) for the cron tests.
-SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps openssh-server sudo acl
+# procps (pgrep) for the cron tests; logrotate and systemd (systemd-analyze, systemctl --root; no systemd
+# is started) for the token_cleanup role's log rotation and timer tests.
+SYSTEM_PACKAGES := gcc libc6-dev pkg-config default-libmysqlclient-dev cron procps openssh-server sudo acl logrotate systemd
 DIST := $(OUTPUT)/dist
 EE_WORK := $(OUTPUT)/ee
 DOCS := $(OUTPUT)/docs

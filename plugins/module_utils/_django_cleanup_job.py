@@ -22,11 +22,19 @@ engine's own, such as an unknown DOT release) are counted in the line as `warnin
 first one quoted. A failure appends a line with `failed=true error="..."` to the log, prints that
 one line on stderr (cron mails it) and exits 1.
 
+With --metrics-file each run (not a check) also replaces that file, in Prometheus' text format, for
+node_exporter's textfile collector: a temporary file in the same directory, renamed over it, readable
+by everyone. Its gauges say when the last run started, how long it took, whether it failed, stopped at
+max_runtime or skipped for another cleanup's lock, what it deleted by category, the engine, rule set and
+DOT release, and when the last successful run ended, a value carried over from the file it replaces, so
+a failure leaves it where it was.
+
 With --check a run counts what it would delete (for either engine, by the rules the engine proved
 for the installed DOT), deletes nothing, takes no database lock and writes its line to stdout
-instead of the log, which it still opens as a run does. The token_cleanup role appends --check to
-the cron line and runs it, as the job's user with cron's environment, before it leaves the job to
-cron: a setting, a file or a variable the job lacks fails the play, not the first cron run.
+instead of the log, which it still opens as a run does; it writes no metrics, but fails when the
+run could not. The token_cleanup role appends --check to the cron line and runs it, as the job's
+user with cron's environment, before it leaves the job to cron (or to a systemd timer): a setting, a
+file or a variable the job lacks fails the play, not the first scheduled run.
 
 Secrets come from --env-json, a JSON object of environment variables readable only by the user (the
 role's token_cleanup_environment), and from --env-file, the project's own NAME=value file; never
@@ -41,6 +49,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -54,6 +63,8 @@ from ._django_side import handle, operation_error, setup_django
 
 ENGINES = ("oauthops", "cleartokens")
 BATCH_OPTIONS = ("batch_size", "batch_interval", "max_runtime")
+METRIC_PREFIX = "oauthops_token_cleanup_"
+LAST_SUCCESS = METRIC_PREFIX + "last_success_time_seconds"
 
 
 def parse_arguments(argv: list | None) -> argparse.Namespace:
@@ -72,6 +83,10 @@ def parse_arguments(argv: list | None) -> argparse.Namespace:
     parser.add_argument("--env-json", help="JSON object of environment variables to set first (secrets go here)")
     parser.add_argument("--env-file", help="NAME=value file of environment variables (the --env-json ones win)")
     parser.add_argument("--log-file", help="append the summary line to this file (created with mode 0640)")
+    parser.add_argument(
+        "--metrics-file",
+        help="replace this NAME.prom file with the run's Prometheus metrics (node_exporter's textfile collector)",
+    )
     parser.add_argument(
         "--engine",
         choices=ENGINES,
@@ -186,6 +201,95 @@ def result_fields(args: argparse.Namespace, result: dict, elapsed: float) -> lis
     return [(name, value) for name, value in fields if value is not None]
 
 
+def label_text(labels: dict) -> str:
+    escaped = ('%s="%s"' % (name, str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+               for name, value in labels.items())
+    return "{" + ",".join(escaped) + "}"
+
+
+def previous_success(path: str) -> float:
+    """When the last successful run ended, as the metrics file this run replaces says (0: no success known)."""
+    try:
+        with open(path, "rb") as previous:
+            text = previous.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return 0.0
+    found = re.search(r"^%s(?:\{[^}]*\})? (\S+)$" % LAST_SUCCESS, text, re.MULTILINE)
+    try:
+        return float(found.group(1)) if found else 0.0
+    except ValueError:
+        return 0.0
+
+
+def metrics_text(name: str, started: float, duration: float, result: dict | None, info: dict | None,
+                 last_success: float) -> str:
+    """The run in Prometheus' text format: gauges labelled with the job's name (a host may run several jobs).
+    `result` is None for a failed run, which deleted an unknown number of rows."""
+    lock = (result or {}).get("lock") or {}
+    skipped = lock.get("acquired") is False
+    families = [
+        ("last_run_start_time_seconds", "Start of the last run, in seconds since the epoch.", [({}, started)]),
+        ("last_run_duration_seconds", "How long the last run took.", [({}, duration)]),
+        ("last_run_failed", "1 if the last run failed, else 0.", [({}, int(result is None))]),
+        ("last_success_time_seconds", "End of the last successful run, in seconds since the epoch (0: none yet); "
+         "a failed or skipped run leaves it as it was.", [({}, last_success)]),
+    ]
+    if result is not None:
+        families += [
+            ("last_run_max_runtime_reached", "1 if the last run stopped at max_runtime with work left (the next run "
+             "continues), else 0.", [({}, int(not result["complete"] and not skipped))]),
+            ("last_run_skipped", "1 if the last run deleted nothing because another cleanup held the database lock, "
+             "else 0.", [({}, int(skipped))]),
+            ("last_run_deleted_rows", "Rows the last run deleted, by category.",
+             [({"category": category}, count) for category, count in result["deleted"].items() if count is not None]),
+        ]
+    if info is not None:
+        families.append(("info", "The engine, cleanup rule set and django-oauth-toolkit release of the last run.",
+                         [(info, 1)]))
+    lines = []
+    for metric, help_text, samples in families:
+        lines += ["# HELP %s%s %s" % (METRIC_PREFIX, metric, help_text), "# TYPE %s%s gauge" % (METRIC_PREFIX, metric)]
+        lines += ["%s%s%s %s" % (METRIC_PREFIX, metric, label_text(dict(name=name, **labels)), value if isinstance(
+            value, int) else repr(float(value))) for labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def run_info(args: argparse.Namespace, result: dict) -> dict:
+    if args.engine == "cleartokens":  # DOT's own clear_expired(): no rule set of ours
+        from ._django_cleanup_rules import installed_dot_version
+
+        return {"engine": args.engine, "rules": "clear_expired", "dot_version": installed_dot_version()}
+    return {"engine": args.engine, "rules": result["rules"], "dot_version": result["dot_version"]}
+
+
+def write_metrics(path: str, text: str) -> None:
+    """Atomically: a new file in the same directory, readable by everyone (node_exporter runs as its own
+    user), renamed over the old one, so a scrape reads a whole run's file, the old one or the new."""
+    directory, base = os.path.split(path)
+    fd, temporary = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp", dir=directory or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fchmod(out.fileno(), 0o644)
+            os.fsync(out.fileno())
+        os.rename(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def require_writable_metrics(path: str) -> None:
+    """Check mode: the run it stands for would write the metrics file."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        reason = "it is not a directory" if not os.path.isdir(directory) else "it is not writable by this user"
+        raise OperationError("metrics", "cannot write the metrics file %s: %s (%s)" % (path, directory, reason))
+
+
 class SilencedOutput:
     """Points file descriptors 1 and 2 (child processes included) and sys.stdout/sys.stderr at a
     scratch file while the run works, and gives the real ones back for the run's own line."""
@@ -215,10 +319,12 @@ class SilencedOutput:
 
 def main(argv: list | None = None) -> int:
     args = parse_arguments(argv)
-    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    wall_start = time.time()
+    started_at = datetime.datetime.fromtimestamp(wall_start, datetime.timezone.utc).isoformat(timespec="seconds")
     started = time.monotonic()
     log_fd = None
     error = None
+    info = None
     with SilencedOutput(), warnings.catch_warnings(record=True) as caught:
         try:
             if args.log_file:
@@ -226,11 +332,15 @@ def main(argv: list | None = None) -> int:
                     log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
                 except OSError as exc:
                     raise OperationError("log", "cannot open the log file %s (%s)" % (args.log_file, exc.strerror))
+            if args.check and args.metrics_file:
+                require_writable_metrics(args.metrics_file)
             prepare(args)
             result = run(args)
+            info = run_info(args, result)
         except Exception as exc:  # one line for cron's mail, worded as the modules word it
             error = operation_error(exc).message
-    elapsed = round(time.monotonic() - started, 3)
+    duration = time.monotonic() - started
+    elapsed = round(duration, 3)
     secrets = known_secrets(args)
     if error is None:
         # A run that found the lock taken says so in its summary line already.
@@ -242,6 +352,21 @@ def main(argv: list | None = None) -> int:
         error = scrub(first_line(error), secrets)
         sys.stderr.write("oauthops token cleanup failed: %s\n" % error)
         line = summary_line(started_at, [("engine", args.engine), ("failed", True), ("error", error), ("elapsed", elapsed)])
+    if args.metrics_file and not args.check:
+        failed = error is not None
+        skipped = not failed and (result.get("lock") or {}).get("acquired") is False
+        last_success = previous_success(args.metrics_file) if failed or skipped else wall_start + duration
+        name = os.path.basename(args.metrics_file)
+        name = name[:-len(".prom")] if name.endswith(".prom") else name
+        try:
+            write_metrics(args.metrics_file, metrics_text(
+                name, wall_start, duration, None if failed else result, info, last_success))
+        except OSError as exc:
+            metrics_error = "cannot write the metrics file %s (%s)" % (args.metrics_file, exc.strerror)
+            line = line[:-1] + " metrics_error=%s\n" % logfmt(metrics_error)
+            if error is None:
+                sys.stderr.write("oauthops token cleanup failed: %s\n" % metrics_error)
+                error = metrics_error
     if log_fd is not None:
         if not args.check:  # the log is the record of cleanups; a check run's line is for whoever ran it
             os.write(log_fd, line.encode("utf-8"))  # one write: concurrent appends never interleave

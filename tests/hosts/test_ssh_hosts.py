@@ -137,6 +137,9 @@ def test_only_the_chosen_host_of_a_cluster_gets_the_job(ansible, app_site, datab
             "token_cleanup_cron_file": str(job_files(job_names, base, host)[0]),
             "token_cleanup_directory": str(job_files(job_names, base, host)[1]),
             "token_cleanup_log_file": str(job_files(job_names, base, host)[2]),
+            # Stand-ins that do not exist: no logrotate configuration, no systemd unit on the machine.
+            "token_cleanup_logrotate_directory": str(base / "logrotate.d"),
+            "token_cleanup_systemd_unit_directory": str(base / "systemd"),
             "token_cleanup_user": APP_USER,
             "token_cleanup_project_path": str(app_site.project(host)),
             "token_cleanup_virtualenv": str(app_site.venv),

@@ -170,6 +170,12 @@ def job_vars(base, name, user, python, **options):
         "token_cleanup_cron_file": str(base / "cron.d" / name),
         "token_cleanup_directory": str(base / "lib" / name),
         "token_cleanup_log_file": str(base / "log" / (name + ".log")),
+        # The stand-in for /etc/systemd/system, made by the tests that need it (a cron job removes the timer and
+        # service of its name there, when they exist).
+        "token_cleanup_systemd_unit_directory": str(base / "systemd" / "etc" / "systemd" / "system"),
+        # The stand-in for /etc/logrotate.d, made by the tests that need it (where it is missing, the role writes no
+        # configuration, as on a host without logrotate).
+        "token_cleanup_logrotate_directory": str(base / "logrotate.d"),
     }
     values.update(("token_cleanup_" + option, value) for option, value in options.items())
     return values
@@ -323,3 +329,51 @@ def database_env(database):
 def mode_and_owner(path):
     info = os.stat(path)
     return stat.S_IMODE(info.st_mode), info.st_uid
+
+
+# -- systemd, as systemd reads a unit ------------------------------------------------------------
+
+
+def read_unit(path):
+    """{section: {key: [values]}} of a unit file (one line per setting, as the role writes them)."""
+    sections, current = {}, None
+    for line in Path(path).read_text().splitlines():
+        if not line.strip() or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _sep, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def unit_words(value, variables=True):
+    """The words systemd reads in ExecStart= (or, variables=False, in a list of paths such as ReadWritePaths=):
+    quotes, C escapes, specifiers (%%) and, in a command, variables ($$). Only what the role writes: every word
+    in double quotes."""
+    words = re.findall(r'"((?:[^"\\]|\\.)*)"(?:\s+|$)', value)
+    assert " ".join('"%s"' % word for word in words) == value, "not the role's quoting: %r" % value
+    words = [re.sub(r"\\(.)", r"\1", word).replace("%%", "%") for word in words]
+    return [word.replace("$$", "$") for word in words] if variables else words
+
+
+def start_as_systemd(service, extra=()):
+    """Start the service's ExecStart the way systemd starts a oneshot service with User=, Group=,
+    WorkingDirectory= and Environment=: as that user and group (and its supplementary groups), in that
+    directory, with the environment systemd gives it (USER, LOGNAME, HOME, SHELL and the unit's own), stdin
+    /dev/null. Not what systemd adds around it (namespaces, the sandbox), which needs systemd as PID 1."""
+    settings = service["Service"]
+    user = pwd.getpwnam(settings["User"][0])
+    assert settings["Group"] == [str(user.pw_gid)]
+    env = {"USER": user.pw_name, "LOGNAME": user.pw_name, "HOME": user.pw_dir, "SHELL": user.pw_shell}
+    for assignment in settings.get("Environment", []):
+        name, _sep, value = assignment.partition("=")
+        env[name] = value
+    (command,) = settings["ExecStart"]
+    argv = unit_words(command) + list(extra)
+    directory = settings["WorkingDirectory"][0].replace("%%", "%")
+    return subprocess.Popen(
+        as_user(user, ["env", "-i"] + ["%s=%s" % item for item in env.items()] + argv),
+        cwd=directory, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=0o027,
+    )

@@ -66,6 +66,8 @@ EXTRA_VARS = {
     "token_cleanup_cron_file": "{host_root}/cron.d/oauthops-token-cleanup",
     "token_cleanup_directory": "{host_root}/lib/oauthops-token-cleanup",
     "token_cleanup_log_file": "{host_root}/log/oauthops-token-cleanup.log",
+    "token_cleanup_systemd_unit_directory": "{host_root}/systemd/etc/systemd/system",
+    "token_cleanup_logrotate_directory": "{host_root}/logrotate.d",
 }
 # A Markdown page's lists of tasks assume what its first examples show: the shared options set once, with the action
 # group's module_defaults. (A module's EXAMPLES give them in every example: users copy those one by one.)
@@ -252,6 +254,8 @@ class Setting:
         self.scratch = scratch
         self.host_root = host_root(scratch, "examples")
         (self.host_root / "lib" / "shop-jobs").mkdir(mode=0o755)
+        (self.host_root / "systemd" / "etc" / "systemd" / "system").mkdir(mode=0o755, parents=True)
+        (self.host_root / "logrotate.d").mkdir(mode=0o755)
         self.databases = {}
 
     def database(self, needs):

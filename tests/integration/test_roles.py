@@ -1,7 +1,9 @@
 """The roles through real ansible-playbook runs, and the installed cron job run exactly as cron runs it
 (the helpers, and how they stand in for cron and for a host, are in cronjobs.py)."""
 
+import datetime
 import fcntl
+import gzip
 import json
 import os
 import pwd
@@ -12,9 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cronjobs import (
     DELETED_BY_ENGINE,
+    CronJob,
     KEPT_ROWS,
     SEEDED_ROWS,
     changed_per_host,
@@ -27,11 +31,14 @@ from cronjobs import (
     log_entries,
     mode_and_owner,
     read_cron_file,
+    read_unit,
     seed_tokens,
     sqlite_database,
     start_as_cron,
+    start_as_systemd,
     token_rows,
     tree,
+    unit_words,
     wait_until_locked,
 )
 from provisioning import REPO
@@ -105,6 +112,85 @@ def test_the_cron_line_deletes_expired_tokens_once_at_a_time(
     assert mode_and_owner(log_file) == (0o640, app_user.pw_uid)
     if backend == "sqlite":  # the engine locks the database file itself: nothing is left beside it
         assert os.listdir(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent) == ["jobs.sqlite3"]
+
+
+def read_metrics(path, name):
+    """{gauge without the oauthops_token_cleanup_ prefix: [(its other labels, value)]} of a job's .prom file, read
+    by Prometheus' own parser; every sample carries the job's name."""
+    found = {}
+    for family in text_string_to_metric_families(Path(path).read_text()):
+        assert family.type == "gauge" and family.documentation, family
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("name") == name, sample
+            found.setdefault(sample.name.replace("oauthops_token_cleanup_", "", 1), []).append((labels, sample.value))
+    return found
+
+
+def single(metrics, gauge):
+    ((labels, value),) = metrics[gauge]
+    assert labels == {}, (gauge, labels)
+    return value
+
+
+def test_the_job_writes_prometheus_metrics_and_a_failure_keeps_the_last_success(
+    role_playbook, app_user, app_python, scratch
+):
+    base = host_root(scratch, "metrics")
+    db_env = sqlite_database(scratch, app_user)
+    directory = base / "lib" / "job-metrics"
+    job = job_vars(base, "job", app_user, app_python, environment=db_env, metrics_directory=str(directory))
+    args = inventory(role_playbook.workdir / "inv.json", {"job": job})
+    role_playbook.run("role_token_cleanup.yml", None, *args)
+    assert mode_and_owner(directory) == (0o755, app_user.pw_uid)
+    assert os.listdir(directory) == [], "the proof (check mode) wrote metrics"
+    prom = directory / "job.prom"
+    environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+    seed_tokens(db_env, "metrics")
+
+    def run(*extra, status=0):
+        command = " ".join((cron_job.command,) + extra)
+        assert finish(start_as_cron(CronJob(cron_job.schedule, cron_job.user, command, ""), environment))[0] == status
+        assert os.listdir(directory) == ["job.prom"], "a temporary file was left"
+        assert mode_and_owner(prom) == (0o644, app_user.pw_uid)
+        timestamp, fields = log_entries(job["token_cleanup_log_file"])[-1]
+        metrics = read_metrics(prom, "job")
+        start = single(metrics, "last_run_start_time_seconds")
+        assert int(start) == int(datetime.datetime.fromisoformat(timestamp).timestamp())
+        assert abs(single(metrics, "last_run_duration_seconds") - fields["elapsed"]) <= 0.001
+        assert single(metrics, "last_run_failed") == int(fields.get("failed", False))
+        return fields, metrics, start
+
+    # Stopped by max_runtime: one row a batch, 0.2 s apart, for at most 0.5 s.
+    fields, metrics, start = run("--batch-size", "1", "--batch-interval", "0.2", "--max-runtime", "0.5")
+    assert fields["complete"] is False and 0 < fields["total"] < 18
+    assert single(metrics, "last_run_max_runtime_reached") == 1
+    assert single(metrics, "last_run_skipped") == 0
+    first_counts = {labels["category"]: value for labels, value in metrics["last_run_deleted_rows"]}
+    assert first_counts == {name: fields[name] for name in DELETED_BY_ENGINE["oauthops"]}
+    first_success = single(metrics, "last_success_time_seconds")
+    assert start + single(metrics, "last_run_duration_seconds") == pytest.approx(first_success, abs=0.01)
+
+    fields, metrics, start = run()
+    assert fields["complete"] is True and single(metrics, "last_run_max_runtime_reached") == 0
+    counts = {labels["category"]: value for labels, value in metrics["last_run_deleted_rows"]}
+    assert counts == {name: fields[name] for name in DELETED_BY_ENGINE["oauthops"]}
+    assert {name: first_counts[name] + counts[name] for name in counts} == DELETED_BY_ENGINE["oauthops"]
+    success = single(metrics, "last_success_time_seconds")
+    assert success > first_success and success == pytest.approx(start + fields["elapsed"], abs=0.01)
+    assert metrics["info"] == [({"engine": "oauthops", "rules": "3.4.1", "dot_version": "3.4.1"}, 1)]
+    assert token_rows(db_env) == KEPT_ROWS
+
+    # The database goes: the run fails, the last success stays where it was.
+    Path(db_env["OAUTHOPS_TEST_DB_NAME"]).unlink()
+    fields, metrics, failed_start = run(status=1)
+    assert fields["failed"] is True and failed_start > start
+    assert single(metrics, "last_success_time_seconds") == success
+    assert sorted(metrics) == ["last_run_duration_seconds", "last_run_failed", "last_run_start_time_seconds",
+                               "last_success_time_seconds"], "a failed run has no counts, nor a rule set it did not load"
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
+    assert tree(base) == ["cron.d", "lib", "log"]
 
 
 def test_a_run_that_fails_at_cron_time_says_why_in_one_line_and_cleartokens_runs_dot(
@@ -341,6 +427,229 @@ def test_a_change_that_breaks_the_job_leaves_cron_only_a_line_that_passes(role_p
     role_playbook.run("role_token_cleanup.yml", None, *args)
     assert cron_file.read_text() == working
     assert log_entries(job["token_cleanup_log_file"]) == [], "the proofs wrote no log line"
+
+
+LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
+
+
+def test_logrotate_rotates_the_log_and_the_next_run_writes_the_new_file(role_playbook, app_user, app_python, scratch):
+    base = host_root(scratch, "logrotate")
+    (base / "logrotate.d").mkdir(mode=0o755)
+    db_env = sqlite_database(scratch, app_user)
+    job = job_vars(base, "rotated", app_user, app_python, environment=db_env)
+    globbed = job_vars(base, "globbed", app_user, app_python, environment=db_env,
+                       log_file=str(base / "log" / "globbed*.log"))
+    args = inventory(role_playbook.workdir / "inv.json", {"rotated": job, "globbed": globbed})
+    output = role_playbook.run("role_token_cleanup.yml", None, *args, expect_rc=2)
+    assert failures(output) == {"globbed": "logrotate reads token_cleanup_log_file %s as a pattern: name the log "
+                                "without quotes, backslashes and glob characters, or set token_cleanup_logrotate to "
+                                "false" % json.dumps(globbed["token_cleanup_log_file"])}
+    config = base / "logrotate.d" / "rotated"
+    assert os.listdir(base / "logrotate.d") == ["rotated"] and mode_and_owner(config) == (0o644, 0)
+    settings = [line.split() for line in config.read_text().splitlines() if line.startswith("    ")]
+    assert ["create", "0640", app_user.pw_name, str(app_user.pw_gid)] in settings and ["compress"] in settings
+    assert "copytruncate" not in [words[0] for words in settings], "the job opens its log at each run"
+    state = base / "logrotate.status"  # the test's own: the machine's logrotate state is not touched
+    checked = subprocess.run([LOGROTATE, "-d", "-s", str(state), str(config)], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0 and "error" not in (checked.stdout + checked.stderr).lower(), checked.stderr
+    assert "rotating pattern: \"%s\"" % job["token_cleanup_log_file"] in checked.stderr, checked.stderr
+
+    environment, (cron_job,) = read_cron_file(job["token_cleanup_cron_file"])
+    log = Path(job["token_cleanup_log_file"])
+
+    def run_and_rotate():
+        assert finish(start_as_cron(cron_job, environment)) == (0, "", "")
+        forced = subprocess.run([LOGROTATE, "-f", "-s", str(state), str(config)], capture_output=True, text=True,
+                                check=False)
+        assert forced.returncode == 0, forced.stderr
+        # logrotate made the new log as the role does: the job's user may append to it, nobody else read it.
+        assert log.read_text() == "" and mode_and_owner(log) == (0o640, app_user.pw_uid)
+        assert log.stat().st_gid == app_user.pw_gid
+
+    run_and_rotate()
+    ((first, _fields),) = log_entries(str(log) + ".1")
+    run_and_rotate()
+    ((second, _fields),) = log_entries(str(log) + ".1")
+    with gzip.open(str(log) + ".2.gz", "rt") as compressed:
+        assert compressed.read().startswith(first + " "), "the older log, compressed"
+    assert second >= first and sorted(os.listdir(base / "log")) == ["rotated.log", "rotated.log.1", "rotated.log.2.gz"]
+
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"},
+                      *inventory(role_playbook.workdir / "rotated.json", {"rotated": job}))
+    assert os.listdir(base / "logrotate.d") == []
+
+
+# -- token_cleanup under a systemd timer ----------------------------------------------------------
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
+CRON_FIELDS = ("minute", "hour", "day", "month", "weekday")
+CRON_RANGES = {"minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "weekday": (0, 7)}
+CRON_NAMES = {"month": "jan feb mar apr may jun jul aug sep oct nov dec".split(), "weekday": "sun mon tue wed thu fri sat".split()}
+CRON_SPECIAL = {"hourly": "0 * * * *", "daily": "0 0 * * *", "weekly": "0 0 * * 0", "monthly": "0 0 1 * *",
+                "yearly": "0 0 1 1 *", "annually": "0 0 1 1 *"}
+# Schedules the role turns into calendars: each must elapse when Debian's cron would start the job.
+CALENDAR_SCHEDULES = ["17 * * * *", "*/15 8-18 1,15 jan *", "0,30 10-20/5 * 1-12/3 0-7", "5 3 */2 * MON", "5 3 * * 5-7",
+                      "7 */6 * * sat", "0 0 31 2 *", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"]
+REFUSED_SCHEDULES = {
+    "@reboot": "@reboot is no time of day, so no calendar has it",
+    "5 3 1 * mon": 'cron starts the job on the days that match token_cleanup_day "1" or token_cleanup_weekday "mon", '
+                   "and a systemd calendar on the days that match both: set one of them to *",
+    "5/15 3 * * *": "the step after a single number in 5/15 means one run to Debian's cron and a run every 15 from "
+                    "there to cronie: write a range (5-59/15)",
+    "50-10 3 * * *": 'token_cleanup_minute "50-10" selects no minute',
+}
+
+
+def schedule_vars(schedule):
+    if schedule.startswith("@"):
+        return dict(zip(CRON_FIELDS, "0 0 31 2 *".split()), special_time=schedule[1:])
+    return dict(zip(CRON_FIELDS, schedule.split()))
+
+
+def cron_values(field, text):
+    """The values Debian's cron (Vixie cron's parser) sets for one field."""
+    low, high = CRON_RANGES[field]
+    values = set()
+    for element in text.lower().split(","):
+        base, _sep, step = element.partition("/")
+        if base == "*":
+            first, last = low, high
+        elif "-" in base:
+            first, last = map(int, base.split("-"))
+        elif base in CRON_NAMES.get(field, ()):
+            first = last = CRON_NAMES[field].index(base) + (field == "month")
+        else:
+            first = last = int(base)
+        values.update(range(first, last + 1, int(step or 1)))
+    return (values - {7}) | {0} if field == "weekday" and 7 in values else values
+
+
+def cron_times(schedule, after, count):
+    """The first `count` minutes after `after` at which Debian's cron starts a job of `schedule`: a day matches
+    its day and its weekday fields, or either one when neither starts with *."""
+    fields = dict(zip(CRON_FIELDS, CRON_SPECIAL.get(schedule[1:], schedule).split()))
+    sets = {name: cron_values(name, text) for name, text in fields.items()}
+    either = not fields["day"].startswith("*") and not fields["weekday"].startswith("*")
+    found, day = [], after.date()
+    for _day in range(366 * 50):
+        on_day, on_weekday = day.day in sets["day"], day.isoweekday() % 7 in sets["weekday"]
+        if day.month in sets["month"] and ((on_day or on_weekday) if either else (on_day and on_weekday)):
+            for hour, minute in sorted((hour, minute) for hour in sets["hour"] for minute in sets["minute"]):
+                moment = datetime.datetime(day.year, day.month, day.day, hour, minute)
+                if moment > after:
+                    found.append(moment)
+                    if len(found) == count:
+                        return found
+        day += datetime.timedelta(days=1)
+    return found
+
+
+def calendar_times(calendar, after, count):
+    """When `systemd-analyze calendar` says the calendar elapses, after `after` (UTC)."""
+    completed = subprocess.run(
+        [SYSTEMD_ANALYZE, "calendar", "--iterations=%d" % count, "--base-time=%s UTC" % after, calendar],
+        env=dict(os.environ, TZ="UTC"), capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, (calendar, completed.stderr)
+    times = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", completed.stdout)
+    if "Next elapse: never" in completed.stdout:
+        return []
+    return [datetime.datetime.strptime(moment, "%Y-%m-%d %H:%M:%S") for moment in times]
+
+
+def test_each_schedule_becomes_a_calendar_that_elapses_when_cron_would_run_it(role_playbook):
+    """The role's template, with the role's variables; systemd's own reading of its calendar (systemd-analyze),
+    against cron's reading of the schedule, over each schedule's next 40 elapses from two starting points."""
+    schedules = CALENDAR_SCHEDULES + list(REFUSED_SCHEDULES)
+    role_playbook.run("systemd_calendar.yml", {"schedules": [
+        {"token_cleanup_" + name: value for name, value in schedule_vars(schedule).items()} for schedule in schedules]})
+    calendars = dict(zip(schedules, json.loads((role_playbook.workdir / "calendars.json").read_text())))
+    assert {schedule: calendars[schedule][1:] for schedule in REFUSED_SCHEDULES} == REFUSED_SCHEDULES
+    for schedule in CALENDAR_SCHEDULES:
+        for after in (datetime.datetime(2026, 12, 6, 0, 0, 30), datetime.datetime(2028, 2, 27, 23, 59, 30)):
+            expected = cron_times(schedule, after, 40)
+            assert calendar_times(calendars[schedule], after, 40) == expected, (schedule, calendars[schedule])
+    assert calendars["0 0 31 2 *"] == "*-2-31 0:0:00" and cron_times("0 0 31 2 *", datetime.datetime(2026, 1, 1), 1) == []
+
+
+def test_a_systemd_timer_runs_the_same_job_hardened_and_a_switch_leaves_one_scheduler(
+    role_playbook, app_user, app_python, scratch
+):
+    base = host_root(scratch, "systemd")
+    units = base / "systemd" / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    db_env = sqlite_database(scratch, app_user)
+    go = base / "go"  # the first run holds its lock until this file exists (the test settings)
+    # A space and a percent sign in the job's directory: systemd's quoting and specifiers.
+    directory = base / "lib" / "timer 100%"
+    job = job_vars(base, "timer", app_user, app_python, directory=str(directory),
+                   environment=dict(database_env(db_env), OAUTHOPS_TEST_HOLD_UNTIL=str(go)), scheduler="systemd",
+                   randomized_delay=300, read_write_paths=[str(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent)])
+    hosts = {"timer": job}
+    for index, schedule in enumerate(["5/15 3 * * *", "@reboot"]):
+        hosts["refused%d" % index] = job_vars(base, "refused%d" % index, app_user, app_python, scheduler="systemd",
+                                              **schedule_vars(schedule))
+    hosts["delay-with-cron"] = job_vars(base, "delay-with-cron", app_user, app_python, randomized_delay=60)
+    args = inventory(role_playbook.workdir / "inv.json", hosts)
+    output = role_playbook.run("role_token_cleanup.yml", None, *args, expect_rc=2)
+    assert failures(output) == {
+        "refused0": "the schedule has no exact systemd calendar: " + REFUSED_SCHEDULES["5/15 3 * * *"],
+        "refused1": "the schedule has no exact systemd calendar: " + REFUSED_SCHEDULES["@reboot"],
+        "delay-with-cron": "token_cleanup_randomized_delay needs token_cleanup_scheduler=systemd (cron has no randomized "
+                           "delay)",
+    }
+    assert "systemd is not running on timer (no /run/systemd/system: PID 1 is another init" in output
+    service_file, timer_file = units / "timer.service", units / "timer.timer"
+    assert sorted(os.listdir(units)) == ["timer.service", "timer.timer", "timers.target.wants"]
+    assert os.readlink(units / "timers.target.wants" / "timer.timer") == "/etc/systemd/system/timer.timer"
+    assert [mode_and_owner(path) for path in (service_file, timer_file)] == [(0o644, 0)] * 2
+    assert os.listdir(base / "cron.d") == [], "a systemd job has no cron file"
+
+    # systemd's own checks: the units load (User=, ExecStart's binary, every setting), the calendar parses.
+    verify = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", str(service_file), str(timer_file)],
+                            capture_output=True, text=True, check=False)
+    assert (verify.returncode, verify.stdout) == (0, ""), verify.stderr
+    assert "timer.service" not in verify.stderr and "timer.timer" not in verify.stderr, verify.stderr
+    service, timer = read_unit(service_file), read_unit(timer_file)
+    assert timer["Timer"] == {"OnCalendar": ["*-*-* *:17:00"], "Persistent": ["true"], "RandomizedDelaySec": ["300"],
+                              "Unit": ["timer.service"]}
+    assert calendar_times(timer["Timer"]["OnCalendar"][0], datetime.datetime(2026, 12, 6, 0, 0, 30), 3) == cron_times(
+        "17 * * * *", datetime.datetime(2026, 12, 6, 0, 0, 30), 3)
+    settings = service["Service"]
+    assert (settings["Type"], settings["User"], settings["NoNewPrivileges"], settings["ProtectSystem"],
+            settings["PrivateTmp"]) == (["oneshot"], [app_user.pw_name], ["yes"], ["strict"], ["yes"])
+    assert unit_words(settings["ReadWritePaths"][0], variables=False) == [
+        job["token_cleanup_log_file"], str(Path(db_env["OAUTHOPS_TEST_DB_NAME"]).parent)]
+    lock = directory / "cleanup.lock"
+    assert unit_words(settings["ExecStart"][0])[:6] == ["/usr/bin/flock", "-n", "-E", "75", str(lock), app_python]
+    for value in [db_env["OAUTHOPS_TEST_DB_NAME"]]:
+        assert value not in service_file.read_text(), "the environment's values stay in the environment file"
+
+    # The service's command, as systemd starts it: it deletes the backlog; a second run while the first holds the
+    # lock exits at once with 75, which the service counts a success (SuccessExitStatus), and says nothing.
+    seed_tokens(database_env(db_env), "timer")
+    first = start_as_systemd(service)
+    wait_until_locked(lock)
+    assert finish(start_as_systemd(service), timeout=60) == (75, "", "")
+    assert settings["SuccessExitStatus"] == ["75"]
+    go.touch()
+    assert finish(first) == (0, "", "")
+    ((_timestamp, fields),) = log_entries(job["token_cleanup_log_file"])
+    assert (fields["total"], fields["complete"]) == (18, True)
+    assert token_rows(database_env(db_env)) == KEPT_ROWS
+
+    # Back to cron: the timer's link and units go, the cron file comes; then absent leaves nothing of either.
+    only = inventory(role_playbook.workdir / "timer.json", {"timer": job})
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_scheduler": "cron", "token_cleanup_randomized_delay": 0},
+                      *only)
+    assert os.listdir(base / "cron.d") == ["timer"]
+    assert sorted(os.listdir(units)) == ["timers.target.wants"] and os.listdir(units / "timers.target.wants") == []
+    role_playbook.run("role_token_cleanup.yml", None, *only)
+    assert os.listdir(base / "cron.d") == []
+    assert sorted(os.listdir(units)) == ["timer.service", "timer.timer", "timers.target.wants"]
+    role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *only)
+    assert os.listdir(base / "cron.d") == [] and os.listdir(units / "timers.target.wants") == []
+    assert sorted(os.listdir(units)) == ["timers.target.wants"] and not directory.exists()
 
 
 @pytest.mark.parametrize("shipped, extra, pattern", [

@@ -28,6 +28,7 @@ from attacks import acl_granting_write, fingerprint, owned_by, plant_link
 from cronjobs import (
     KEPT_ROWS,
     as_user,
+    failures,
     finish,
     host_root,
     inventory,
@@ -126,6 +127,73 @@ def test_in_the_role_s_layout_the_user_can_plant_nothing(
     role_playbook.run("role_token_cleanup.yml", None, *args)
     role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": "absent"}, *args)
     assert {name: os.listdir(base / name) for name in ("cron.d", "lib", "log")} == {"cron.d": [], "lib": [], "log": []}
+
+
+def test_root_never_writes_into_a_metrics_or_unit_directory_the_user_controls(
+    role_playbook, app_user, app_python, scratch, victims, idle_database
+):
+    """The metrics directory is the one place the job's user writes (it renames its file in): root only creates it,
+    in a directory of its own, gives it to the user, and removes it by descriptors. A metrics directory below one
+    the user owns (here a link the user planted, to a victim directory), or an existing directory of root's (as
+    node_exporter's shared textfile directory, with another exporter's file) is refused, present and absent; so is
+    a systemd unit directory the user owns, with the service and the timer planted as links to victims."""
+    base = host_root(scratch, "metrics-attack")
+    app_home = owned_by(app_user, base / "home")
+    plant_link(app_user, app_home / "metrics", victims["dir"])
+    app_units = owned_by(app_user, base / "units")
+    plant_link(app_user, app_units / "own-units.service", victims["file"])
+    plant_link(app_user, app_units / "own-units.timer", victims["dir"] / "keep")
+    shared = base / "textfile"
+    shared.mkdir(mode=0o755)
+    (shared / "apt.prom").write_text("apt_upgrades_pending 0\n")
+    shared_before = fingerprint(shared)
+    layout_dir = base / "lib" / "layout-metrics"
+    hosts = {
+        "own-parent": job_vars(base, "own-parent", app_user, app_python, environment=idle_database,
+                               metrics_directory=str(app_home / "metrics")),
+        "shared": job_vars(base, "shared", app_user, app_python, environment=idle_database,
+                           metrics_directory=str(shared)),
+        "layout": job_vars(base, "layout", app_user, app_python, environment=idle_database,
+                           metrics_directory=str(layout_dir)),
+        "own-units": job_vars(base, "own-units", app_user, app_python, environment=idle_database, scheduler="systemd",
+                              systemd_unit_directory=str(app_units)),
+    }
+    args = inventory(role_playbook.workdir / "inv.json", hosts)
+    refused = {
+        "own-parent": "token_cleanup refuses to write as root through a path that %s can change: %s is owned by %s" % (
+            app_user.pw_name, app_home, app_user.pw_name),
+        "shared": "token_cleanup_metrics_directory %s exists and is not a directory of %s's: the job writes its "
+                  "metrics into a directory of its own" % (shared, app_user.pw_name),
+        "own-units": "token_cleanup refuses to write as root through a path that %s can change: %s is owned by %s" % (
+            app_user.pw_name, app_units, app_user.pw_name),
+    }
+
+    def apply(state):
+        output = role_playbook.run("role_token_cleanup.yml", {"token_cleanup_state": state}, *args, expect_rc=2)
+        messages = failures(output)
+        assert sorted(messages) == ["own-parent", "own-units", "shared"], output[-3000:]
+        if state == "absent":
+            refused["shared"] = "token_cleanup_metrics_directory %s holds more than this job's metrics (apt.prom)" % shared
+        for host, message in refused.items():
+            assert messages[host].startswith(message), (host, state, messages[host])
+        assert fingerprint(shared) == shared_before
+        assert sorted(os.listdir(base / "cron.d")) == (["layout"] if state == "present" else [])
+
+    apply("present")
+    assert fingerprint(layout_dir)[:3] == (0o755, app_user.pw_uid, app_user.pw_gid)
+    assert os.listdir(layout_dir) == []
+    # The user plants links where the job's file and its temporary file go, and cannot plant beside the directory.
+    plant_link(app_user, layout_dir / "layout.prom", victims["file"])
+    plant_link(app_user, layout_dir / ".layout.prom.x1y2z3.tmp", victims["dir"])
+    planted = subprocess.run(as_user(app_user, ["ln", "-s", str(victims["dir"]), str(base / "lib" / "planted")]),
+                             capture_output=True, text=True, check=False)
+    assert planted.returncode != 0 and "Permission denied" in planted.stderr
+    apply("present")
+    assert sorted(os.listdir(layout_dir)) == [".layout.prom.x1y2z3.tmp", "layout.prom"]
+    apply("absent")
+    assert not os.path.lexists(layout_dir), "the job's metrics directory stayed"
+    assert os.listdir(app_home) == ["metrics"] and os.path.islink(app_home / "metrics")
+    assert sorted(os.listdir(app_units)) == ["own-units.service", "own-units.timer"]
 
 
 def test_the_user_s_hard_links_to_its_job_files_stop_neither_install_nor_removal(
