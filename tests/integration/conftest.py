@@ -8,6 +8,7 @@ pytest, which has Django and DOT).
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,6 +60,13 @@ def bare_python(tmp_path_factory):
     python = home / "bin" / "python"
     probe = subprocess.run([python, "-c", "import django"], capture_output=True, check=False)
     assert probe.returncode != 0, "the bare virtualenv must not see Django"
+    # Each module run compiles Ansible's module_utils from its zip payload (zipimport keeps no .pyc):
+    # zip_bytecode_cache.py keeps the compiled code in the venv, keyed by the source's hash.
+    site_packages = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    shutil.copy(Path(__file__).resolve().parent / "zip_bytecode_cache.py", site_packages)
+    Path(site_packages, "zip_bytecode_cache.pth").write_text("import zip_bytecode_cache\n")
+    (home / "zip-bytecode-cache").mkdir()
     return str(python)
 
 
