@@ -8,7 +8,6 @@ pytest, which has Django and DOT).
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bare_interpreter import bare_virtualenv
 from provisioning import DJANGO_PROJECT, REPO, migrate, provisioned_database, selected_backends, uses_real_hasher
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -54,20 +54,7 @@ def module_utils(collections_path):
 @pytest.fixture(scope="session")
 def bare_python(tmp_path_factory):
     """An interpreter that cannot import Django: Ansible runs modules with it."""
-    home = tmp_path_factory.mktemp("bare") / "venv"
-    subprocess.run([str(REPO / "tests" / "tools" / "mkvenv"), str(home), "--python", sys.executable, "--bare"],
-                   check=True, capture_output=True)
-    python = home / "bin" / "python"
-    probe = subprocess.run([python, "-c", "import django"], capture_output=True, check=False)
-    assert probe.returncode != 0, "the bare virtualenv must not see Django"
-    # Each module run compiles Ansible's module_utils from its zip payload (zipimport keeps no .pyc):
-    # zip_bytecode_cache.py keeps the compiled code in the venv, keyed by the source's hash.
-    site_packages = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   capture_output=True, text=True, check=True).stdout.strip()
-    shutil.copy(Path(__file__).resolve().parent / "zip_bytecode_cache.py", site_packages)
-    Path(site_packages, "zip_bytecode_cache.pth").write_text("import zip_bytecode_cache\n")
-    (home / "zip-bytecode-cache").mkdir()
-    return str(python)
+    return bare_virtualenv(tmp_path_factory.mktemp("bare") / "venv", sys.executable)
 
 
 def pytest_generate_tests(metafunc):
