@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bare_interpreter import bare_virtualenv
 from provisioning import DJANGO_PROJECT, REPO, migrate, provisioned_database, selected_backends, uses_real_hasher
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -53,13 +54,7 @@ def module_utils(collections_path):
 @pytest.fixture(scope="session")
 def bare_python(tmp_path_factory):
     """An interpreter that cannot import Django: Ansible runs modules with it."""
-    home = tmp_path_factory.mktemp("bare") / "venv"
-    subprocess.run([str(REPO / "tests" / "tools" / "mkvenv"), str(home), "--python", sys.executable, "--bare"],
-                   check=True, capture_output=True)
-    python = home / "bin" / "python"
-    probe = subprocess.run([python, "-c", "import django"], capture_output=True, check=False)
-    assert probe.returncode != 0, "the bare virtualenv must not see Django"
-    return str(python)
+    return bare_virtualenv(tmp_path_factory.mktemp("bare") / "venv", sys.executable)
 
 
 def pytest_generate_tests(metafunc):

@@ -37,6 +37,7 @@ from cronjobs import (
     start_as_cron,
     tree,
 )
+from bare_interpreter import bare_virtualenv
 from provisioning import DJANGO_PROJECT, migrate, provisioned_database
 from secret_leaks import check_masking
 
@@ -76,10 +77,12 @@ CELL = {}
 
 
 @pytest.fixture(scope="session")
-def bare_python(cell):
+def bare_python(cell, tmp_path_factory):
+    """A bare virtualenv of the cell's target interpreter (its Python, nothing else), with the bytecode cache
+    for Ansible's zipped modules that the integration tests' bare interpreter has (conftest.bare_virtualenv)."""
     probe = subprocess.run([cell["target_python"], "-c", "import django"], capture_output=True, check=False)
     assert probe.returncode != 0, "the target interpreter must not see Django"
-    return cell["target_python"]
+    return bare_virtualenv(tmp_path_factory.mktemp("bare") / "venv", cell["target_python"])
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import pytest
 
 import racing_module
 from attacks import acl_granting_write, fingerprint, owned_by, plant_link
+import cronjobs
 from cronjobs import (
     KEPT_ROWS,
     as_user,
@@ -32,7 +33,6 @@ from cronjobs import (
     finish,
     host_root,
     inventory,
-    job_vars,
     log_entries,
     read_cron_file,
     seed_tokens,
@@ -46,6 +46,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason=(
     "these tests attack the role as it runs in production, as root against an unprivileged user "
     "(setpriv, chown, /etc-like victims); run as root, as CI does"
 ))
+
+
+def job_vars(*args, **options):
+    """cronjobs.job_vars without the role's proof of the job (token_cleanup_prove: false): what these tests attack
+    is what root writes, removes and imports, which the proof (a run of the job as its user, in check mode) does
+    not change; it costs a Django start per installed job. The proof has its own tests in test_roles.py (and
+    runs in test_cron_daemon.py and the examples), among them that it runs as the user, never as root."""
+    options.setdefault("prove", False)
+    return cronjobs.job_vars(*args, **options)
 
 
 def test_root_never_writes_or_removes_through_a_path_the_user_controls(
@@ -339,7 +348,7 @@ def test_a_healthy_job_is_silent_whatever_the_project_prints(role_playbook, app_
     base = host_root(scratch, "noisy")
     db_env = sqlite_database(scratch, app_user)
     noisy = dict(db_env, OAUTHOPS_TEST_NOISY_SETTINGS="1")
-    doomed_env = sqlite_database(scratch, app_user)  # gone after the install, which proves the job
+    doomed_env = sqlite_database(scratch, app_user)  # gone after the install
     doomed = Path(doomed_env["OAUTHOPS_TEST_DB_NAME"])
     hosts = {
         "noisy": job_vars(base, "noisy", app_user, app_python, environment=noisy),
