@@ -73,6 +73,20 @@ options:
       - Like O(content), for a content that is secret. It never appears in the task's output, its diff or its
         logs.
     type: str
+  files:
+    description:
+      - Several entries of the directory O(path), handled in one task instead of a loop of tasks (one module run
+        instead of one a file: what a role that ships a package of code wants). O(path) is then the directory
+        that holds them, and each entry is handled as O(path)/NAME would be, walked and checked the same way.
+      - With V(state=file), a dictionary of file names and their whole contents (each as O(content), shown in
+        diff mode); O(owner), O(group) and O(mode) apply to every file.
+      - With V(state=absent), a list of the names to remove (O(recurse) applies to each).
+      - A name is one entry of the directory, never a path (no C(/), not C(.) or C(..)). Every name is checked
+        before anything is done, and an empty O(files) is refused. The entries are handled in the order given;
+        a failure stops the task at that entry, the ones before it done, as a loop of tasks would.
+      - Mutually exclusive with O(content) and O(secret_content); not with V(state=directory).
+    type: raw
+    version_added: 0.3.0
   owner:
     description:
       - User name or uid of the owner. Left out, a new entry is owned by the user the module runs as and an
@@ -143,6 +157,24 @@ EXAMPLES = r"""
     mode: "0640"
     user: shop
 
+- name: A package of code in one task (one module run, however many files)
+  oauthops.toolkit.trusted_file:
+    path: /var/lib/shop-jobs
+    files:
+      __init__.py: ""
+      tasks.py: "def run():\n    print('tasks')\n"
+    owner: root
+    group: shop
+    mode: "0640"
+    user: shop
+
+- name: Remove the package's files, by name
+  oauthops.toolkit.trusted_file:
+    path: /var/lib/shop-jobs
+    files: [__init__.py, tasks.py]
+    state: absent
+    user: shop
+
 - name: Remove them again, the directory last
   oauthops.toolkit.trusted_file:
     path: "{{ item }}"
@@ -157,12 +189,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 state:
-  description: What the path is now (in check mode, would be) - V(file), V(directory) or V(absent).
+  description:
+    - What the path is now (in check mode, would be) - V(file), V(directory) or V(absent).
+    - With O(files), what every entry named there is now (V(file) or V(absent)).
   returned: always
   type: str
   sample: file
 actions:
-  description: What the module did, or in check mode would do, in order; empty when nothing changed.
+  description:
+    - What the module did, or in check mode would do, in order; empty when nothing changed.
+    - With O(files), each action starts with the name of the entry it concerns (V(tasks.py: create the file)).
   returned: always
   type: list
   elements: str
@@ -214,6 +250,25 @@ def numeric_mode(value):
     raise ValueError("mode %r is not an octal mode such as '0640'" % (value,))
 
 
+def entry_names(files, state):
+    """The names of O(files), checked, in order: a dict's keys (state=file) or a list (state=absent)."""
+    wanted = dict if state == "file" else list
+    if state == "directory" or not isinstance(files, wanted):
+        raise ValueError("files needs state=file with a dictionary of names and contents, or state=absent with a "
+                         "list of names, not state=%s with a %s" % (state, type(files).__name__))
+    if not files:
+        raise ValueError("files is empty: name at least one entry")
+    names = list(files)
+    for name in names:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise ValueError("files: %r is not the name of an entry of a directory (no /, not . or ..)" % (name,))
+        if state == "file" and not isinstance(files[name], str):
+            raise ValueError("files: the content of %s is not a string" % name)
+    if len(set(names)) != len(names):
+        raise ValueError("files names an entry twice")
+    return names
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -221,18 +276,19 @@ def main():
             state=dict(type="str", default="file", choices=["file", "directory", "absent"]),
             content=dict(type="str"),
             secret_content=dict(type="str", no_log=True),
+            files=dict(type="raw"),
             owner=dict(type="str"),
             group=dict(type="str"),
             mode=dict(type="raw"),
             recurse=dict(type="bool", default=False),
             user=dict(type="str"),
         ),
-        mutually_exclusive=[("content", "secret_content")],
+        mutually_exclusive=[("content", "secret_content", "files")],
         required_if=[("state", "file", ["mode"]), ("state", "directory", ["mode"])],
         supports_check_mode=True,
     )
     params = module.params
-    path, state = params["path"], params["state"]
+    path, state, files = params["path"], params["state"], params["files"]
     content = params["secret_content"] if params["content"] is None else params["content"]
     if not os.path.isabs(path):
         module.fail_json(msg="path: %s is not an absolute path" % path)
@@ -245,29 +301,38 @@ def main():
     except (KeyError, ValueError):
         module.fail_json(msg="user %s does not exist" % params["user"])
     try:
-        request = Request(
-            path,
-            state,
-            None if user.runs_this_process() else user,
-            module.check_mode,
+        options = dict(
             owner=numeric_id(params["owner"], lambda name: pwd.getpwnam(name).pw_uid, "owner"),
             group=numeric_id(params["group"], lambda name: grp.getgrnam(name).gr_gid, "group"),
             mode=numeric_mode(params["mode"]),
-            content=None if content is None else content.encode("utf-8", "surrogateescape"),
             secret=params["secret_content"] is not None,
             recurse=params["recurse"],
         )
-        outcome = request.run()
+        # (label for the actions, path, content): the path itself, or each entry of files in the directory path.
+        targets = [(None, path, content)] if files is None else [
+            (name, os.path.join(path, name), files[name] if state == "file" else None)
+            for name in entry_names(files, state)]
+        outcomes = []
+        for label, target, text in targets:
+            request = Request(target, state, None if user.runs_this_process() else user, module.check_mode,
+                              content=None if text is None else text.encode("utf-8", "surrogateescape"), **options)
+            outcomes.append((label, request.run()))
     except (ValueError, TrustedFileError) as exc:
         module.fail_json(msg=str(exc))
     # No "path" key: AnsibleModule would replace owner, group, mode and state with a stat() of the path.
-    result = dict(changed=outcome.changed, state=outcome.after["state"], actions=outcome.actions)
-    result.update((key, outcome.after[key]) for key in ("owner", "group", "mode") if key in outcome.after)
+    last = outcomes[-1][1]
+    result = dict(changed=any(outcome.changed for _label, outcome in outcomes), state=last.after["state"],
+                  actions=[action if label is None else "%s: %s" % (label, action)
+                           for label, outcome in outcomes for action in outcome.actions])
+    result.update((key, last.after[key]) for key in ("owner", "group", "mode") if key in last.after)
     if module._diff:
-        result["diff"] = [dict(before=outcome.before, after=outcome.after)]
-        if outcome.content is not None:
-            before, after = outcome.content
-            result["diff"].append(dict(before=before, after=after, before_header=path, after_header=path))
+        result["diff"] = []
+        for _label, outcome in outcomes:
+            result["diff"].append(dict(before=outcome.before, after=outcome.after))
+            if outcome.content is not None:
+                before, after = outcome.content
+                result["diff"].append(dict(before=before, after=after, before_header=outcome.path,
+                                           after_header=outcome.path))
     module.exit_json(**result)
 
 

@@ -5,6 +5,7 @@ The race against a user who swaps a directory while root writes is in test_root_
 """
 
 import ast
+import json
 import os
 import re
 import stat
@@ -59,7 +60,8 @@ def test_the_examples_run(role_playbook, app_user, scratch):
     assert "s3cret" not in output and "create the directory" in output
     output = role_playbook.run(str(playbook), None, "--diff", "-v")
     assert "s3cret" not in output and "print('hello')" in output  # the code's diff, never the secret's
-    assert re.search(r"ok=\d+\s+changed=5\s", output), output[-2000:]
+    assert re.search(r"ok=\d+\s+changed=7\s", output), output[-2000:]
+    assert "tasks.py: create the file" in output and "__init__.py: remove the file" in output
     assert fingerprint(base) == empty, "the examples remove what they create"
 
 
@@ -178,3 +180,88 @@ def test_hard_links_refuse_only_a_change_in_place_the_user_could_not_make(core, 
     for name in ("job.log", "environment.json"):
         assert core(jobs / name, state="absent").run().actions == ["remove the file"]
         assert (home / name).exists()
+
+
+FILES_PLAY = """
+- name: trusted_file's files, refused and applied
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Refused
+      oauthops.toolkit.trusted_file:
+        path: "{{ item.path }}"
+        files: "{{ item.files }}"
+        state: "{{ item.state | default('file') }}"
+        content: "{{ item.content | default(omit) }}"
+        owner: root
+        group: "%(gid)d"
+        mode: "0640"
+        user: %(user)s
+      loop: "{{ refusals }}"
+      register: refused
+      ignore_errors: true
+    - name: Two files in one task, then the same again
+      oauthops.toolkit.trusted_file:
+        path: "{{ lib }}"
+        files: {a.py: "a = 1\\n", b.py: ""}
+        owner: root
+        group: "%(gid)d"
+        mode: "0640"
+        user: %(user)s
+      loop: [first, second]
+      register: written
+    - name: Remove them by name, and a name that is not there
+      oauthops.toolkit.trusted_file: {path: "{{ lib }}", files: [a.py, b.py, gone.py], state: absent, user: %(user)s}
+      register: removed
+    - name: What came back
+      ansible.builtin.copy:
+        content: "{{ {'refused': refused.results | map(attribute='msg') | list, 'written': written.results,
+                      'removed': removed} | to_json }}"
+        dest: "{{ results }}"
+        mode: "0600"
+"""
+
+
+def test_files_are_checked_before_anything_is_written_and_each_entry_as_its_own_path(
+        role_playbook, app_user, scratch):
+    """files: every name checked first (a bad one refuses the task, nothing written), each entry walked as
+    path/NAME would be (a link the user planted in a directory of theirs is refused, as for one path)."""
+    base = host_root(scratch, "files")
+    lib = base / "lib"
+    own = owned_by(app_user, base / "own")
+    plant_link(app_user, own / "b.py", base / "victim")
+    refusals = [
+        {"path": str(lib), "files": {"a.py": "x", "../escape.py": "x"}},
+        {"path": str(lib), "files": {"a.py": "x", "sub/b.py": "x"}},
+        {"path": str(lib), "files": {}},
+        {"path": str(lib), "files": ["a.py"]},
+        {"path": str(lib), "files": {"a.py": "x"}, "state": "directory"},
+        {"path": str(lib), "files": {"a.py": "x"}, "content": "x"},
+        {"path": str(own), "files": {"a.py": "x", "b.py": "x"}},
+    ]
+    playbook = role_playbook.workdir / "files.yml"
+    playbook.write_text(FILES_PLAY % {"gid": app_user.pw_gid, "user": app_user.pw_name})
+    results = role_playbook.workdir / "results.json"
+    before = fingerprint(base)
+    role_playbook.run(str(playbook), {"refusals": refusals, "lib": str(lib), "results": str(results)}, "--diff")
+    answers = json.loads(results.read_text())
+    assert answers["refused"] == [
+        "files: '../escape.py' is not the name of an entry of a directory (no /, not . or ..)",
+        "files: 'sub/b.py' is not the name of an entry of a directory (no /, not . or ..)",
+        "files is empty: name at least one entry",
+        "files needs state=file with a dictionary of names and contents, or state=absent with a list of names, not "
+        "state=file with a list",
+        "files needs state=file with a dictionary of names and contents, or state=absent with a list of names, not "
+        "state=directory with a dict",
+        "parameters are mutually exclusive: content|secret_content|files",
+        "refusing to write %s: %s is owned by %s" % (own / "a.py", own, app_user.pw_name),
+    ]
+    first, second = answers["written"]
+    assert first["actions"] == ["a.py: create the file", "b.py: create the file"] and first["changed"]
+    assert second["actions"] == [] and not second["changed"], "a second run changed something"
+    assert [(diff.get("after_header"), diff["after"]) for diff in first["diff"] if "after_header" in diff] == [
+        (str(lib / "a.py"), "a = 1\n"), (str(lib / "b.py"), "")], "each file's content diff, under its own path"
+    assert (first["owner"], first["group"], first["mode"]) == (0, app_user.pw_gid, "0640")
+    assert answers["removed"]["actions"] == ["a.py: remove the file", "b.py: remove the file"]
+    assert answers["removed"]["state"] == "absent"
+    assert fingerprint(base) == before, "a refusal wrote, or the removal left something"
