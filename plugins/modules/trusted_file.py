@@ -76,7 +76,7 @@ options:
   files:
     description:
       - Several entries of the directory O(path), handled in one task instead of a loop of tasks (one module run
-        instead of one a file: what a role that ships a package of code wants). O(path) is then the directory
+        instead of one a file, which is what a role that ships a package of code wants). O(path) is then the directory
         that holds them, and each entry is handled as O(path)/NAME would be, walked and checked the same way.
       - With V(state=file), a dictionary of file names and their whole contents (each as O(content), shown in
         diff mode); O(owner), O(group) and O(mode) apply to every file.
@@ -198,7 +198,7 @@ state:
 actions:
   description:
     - What the module did, or in check mode would do, in order; empty when nothing changed.
-    - With O(files), each action starts with the name of the entry it concerns (V(tasks.py: create the file)).
+    - "With O(files), each action starts with the name of the entry it concerns (V(tasks.py: create the file))."
   returned: always
   type: list
   elements: str
