@@ -173,3 +173,25 @@ def test_revoke_tokens_never_and_an_unchanged_secret_revoke_nothing(graph):
     kept = rotate_one(revoke_tokens="on_secret_change", name="renamed")
     assert kept["changed"] is True and "revoked" not in kept
     assert without_applications(graphs.snapshot()) == without_applications(graph)
+
+
+@pytest.mark.models("stock", "custom-user")
+def test_a_user_named_by_its_username_field_or_primary_key(frozen):
+    """On a user model that logs in by email (and a swapped application model) too: the user is looked up as
+    oauth_application looks up an owner, and only that user's tokens go."""
+    from django.contrib.auth import get_user_model
+    from oauth2_provider.models import get_access_token_model, get_application_model
+
+    users = get_user_model().objects
+    leaver, stayer = users.create_user("leaver@example.com"), users.create_user("stayer@example.com")
+    application = get_application_model().objects.create(
+        client_id="mail", client_type="confidential", authorization_grant_type="client-credentials"
+    )
+    tokens = get_access_token_model().objects
+    for index, user in enumerate((leaver, leaver, stayer)):
+        tokens.create(token="mail-%d" % index, user=user, application=application, expires=NOW)
+    by_name = revoke_engine(check_mode=True, user="leaver@example.com")
+    assert by_name["revoked"]["access_tokens"] == 2 and by_name["selection"]["user"] == leaver.pk
+    revoked = revoke_engine(user=leaver.pk, user_lookup="pk")
+    assert revoked["revoked"] == {"refresh_tokens": 0, "access_tokens": 2, "id_tokens": 0, "grants": 0}
+    assert list(tokens.values_list("user", flat=True)) == [stayer.pk]
