@@ -13,7 +13,7 @@ short_description: Revoke every Django OAuth Toolkit token of some applications 
 version_added: 0.3.0
 description:
   - Revokes what the selected applications (O(client_id)) or user (O(user)), or both, could still use, optionally
-    only what was issued before a moment (O(issued_before)): afterwards no selected token authenticates or refreshes.
+    only what was issued before a moment (O(issued_before)). Afterwards no selected token authenticates or refreshes.
     For the two runbooks DOT has no command for, a leaked client secret and a person who left.
   - The end state is exactly what Django OAuth Toolkit's own revocation of each selected row leaves, in this order.
     Each refresh token not revoked yet gets C(RefreshToken.revoke()), which deletes its access token and keeps the
