@@ -432,8 +432,8 @@ class SqlDeleter:
         return found
 
     def set_columns(self, model, values: list, keys: list) -> int:
-        """UPDATE rows `keys` of `model` to `values`, [(field, value)]; the number of rows updated."""
-        assert len(values) <= self.UPDATE_VALUES
+        """UPDATE rows `keys` of `model` to `values`, [(field, value)], at most UPDATE_VALUES of them; the number of
+        rows updated."""
         table = self.quote(model._meta.db_table)
         assignments = ", ".join("%s = %%s" % self.quote(field.column) for field, unused in values)
         prepared = [field.get_db_prep_save(value, self.connection) for field, value in values]
