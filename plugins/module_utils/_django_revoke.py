@@ -182,13 +182,14 @@ class _RevokeRun(_Run):
         if "refresh_tokens" not in self.unproven and _has_save_receivers(self.models["refresh_tokens"]):
             label = self.models["refresh_tokens"]._meta.label
             self.unproven["refresh_tokens"] = "save signal receivers are connected to %s" % label
-        self.access = Category("access_tokens", self.models["access_tokens"], None)
+        binding = self.models["refresh_tokens"]._meta.get_field("access_token")
+        self.unbound = Category("access_tokens", self.models["access_tokens"], None, unreferenced_by=binding)
 
     def strategy_of(self, category, plan) -> str:
         if category.name in self.unproven:
             return "DOT's revoke() per object (%s)" % self.unproven[category.name]
         if category.name == "refresh_tokens":
-            plan = self.plan(self.models["access_tokens"])  # what revoking does: delete the access tokens
+            plan = self.plan(self.unbound.model)  # what revoking does: delete the access tokens
         return super().strategy_of(category, plan)
 
     def apply(self, category, plan, keys: list) -> None:
@@ -222,10 +223,12 @@ class _RevokeRun(_Run):
         bound = [binding.target_field.to_python(key) for key in sql.column_values(refresh, binding, sql_keys)]
         try:
             with transaction.atomic(using=self.database):
-                deleted = self._delete_batch(self.access, self.plan(self.access.model), bound) if bound else 0
                 values = [(binding, None), (refresh._meta.get_field("revoked"), self.now)]
                 values += [(field, self.now) for field in _auto_now_fields(refresh)]
                 revoked = sql.set_columns(refresh, values, sql_keys)
+                # Unbound first (MySQL checks foreign keys at once), so nothing points at these access tokens
+                # through the refresh token's one-to-one key any more: their delete need not set it null again.
+                deleted = self._delete_batch(self.unbound, self.plan(self.unbound.model), bound) if bound else 0
         except IntegrityError:
             # (token_checksum, revoked) is unique in DOT 3.4: two live rows sharing a checksum cannot take one
             # timestamp. DOT's revoke() gives each row its own moment.
