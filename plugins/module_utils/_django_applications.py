@@ -526,7 +526,7 @@ def revoke_on_secret_change(plan: Plan, spec: dict, context) -> None:
         and plan.action == "updated"
         and "client_secret" in plan.changed_fields
     ):
-        plan.revoked = revoke_application_tokens(plan.instance, context.database, context.check_mode)
+        plan.revoked = revoke_application_tokens(plan.instance, context)
 
 
 def plan_result(plan: Plan) -> dict:

@@ -303,12 +303,20 @@ def revoke_selection(selection: Selection, database: str, check_mode: bool, opti
     }
 
 
-def revoke_application_tokens(application, database: str, check_mode: bool) -> dict:
+def revoke_application_tokens(application, context) -> dict:
     """Per-category counts of revoking every token of `application`, inside the caller's transaction
     (oauth_application's revoke_tokens: on_secret_change)."""
     options = cleanup_options({"batch_interval": 0})
-    facts = revoke_selection(Selection([(application.pk, application.client_id)]), database, check_mode, options)
+    selection = Selection([(application.pk, application.client_id)])
+    facts = revoke_selection(selection, context.database, context.check_mode, options)
+    _warn_per_object(facts, context)
     return facts["revoked"]
+
+
+def _warn_per_object(facts: dict, context) -> None:
+    for name, how in sorted((facts.get("strategy") or {}).items()):
+        if how.startswith("DOT's revoke()"):
+            context.warn("%s: %s" % (name, how))
 
 
 def _summary(verb: str, result: dict) -> str:
@@ -369,9 +377,7 @@ def run_token_revoke(params: dict, context) -> dict:
     result["total"] = sum(result["revoked"].values())
     result["changed"] = result["total"] > 0
     result["msg"] = _summary("would revoke" if context.check_mode else "revoked", result)
-    for name, reason in sorted((result.get("strategy") or {}).items()):
-        if reason.startswith("DOT's revoke()"):
-            context.warn("%s: %s" % (name, reason))
+    _warn_per_object(result, context)
     if not result["complete"]:
         result["msg"] += "; stopped by max_runtime before the end, the next run continues"
     result["elapsed"] = round(time.monotonic() - started, 3)
