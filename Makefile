@@ -73,7 +73,7 @@ help:
 	@echo '                  (SUITE_ARGS="--jobs N --keep-going"; PYTEST_ADDOPTS reaches every pytest session)'
 	@echo 'make demo         run playbooks/demo.yml in its own venv (requirements-demo.txt, wheels only)'
 	@echo 'make docs         HTML docs with antsibull-docs and Sphinx into tests/output/docs/build/html'
-	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; one module task vs django.setup(); 200 applications:'
+	@echo 'make bench        cleanup engine vs cleartokens vs raw SQL; revoking 1M tokens vs raw SQL; one module task vs django.setup(); 200 applications:'
 	@echo '                  one oauth_applications task vs a loop vs the floor; a task in a 600-migration project; 200 and'
 	@echo '                  2,000 declared PBKDF2 secrets vs start-up + N check_password / cores (not a test)'
 	@echo 'make release VERSION=X.Y.Z'
@@ -241,6 +241,8 @@ docs: venv $(CHECKOUT_LINK)
 bench: venv
 	$(say) "token cleanup: engine vs manage.py cleartokens vs raw set-based SQL, per backend and size"
 	$(BIN)/python tests/bench/cleanup_bench.py $(BENCH_ARGS)
+	$(say) "token revocation: every token of one application (1M access tokens), engine vs raw set-based SQL, per backend"
+	$(BIN)/python tests/bench/revoke_bench.py $(REVOKE_BENCH_ARGS)
 	$(say) "one oauth_application task vs a bare django.setup()"
 	$(BIN)/python tests/bench/application_task.py
 	$(say) "200 unchanged applications: one oauth_applications task vs a loop of oauth_application vs the floor; one task in a project with 30 apps x 20 migrations"

@@ -43,5 +43,6 @@ def application_argument_spec():
         hash_client_secret=dict(type="bool"),
         update_secret=dict(type="str", choices=["always", "on_create"], default="always", no_log=False),
         regenerate_secret=dict(type="bool", default=False, no_log=False),
+        revoke_tokens=dict(type="str", choices=["never", "on_secret_change"], default="never", no_log=False),
         extra_fields=dict(type="dict"),
     )

@@ -22,6 +22,7 @@ from ._django_applications import (
     refuse_to_return_secrets_in_sight,
     refuse_writes_that_cannot_roll_back,
     registration_source_filter,
+    revoke_on_secret_change,
     secret_to_verify,
     warn_hashed_against_wish,
 )
@@ -143,6 +144,8 @@ def run_applications(params: dict, context) -> dict:
                         position, items[position]["client_id"]
                     )
                     raise OperationError("database", "%s: %s; nothing changed" % (where, database_error_message(exc)))
+        for plan, item in zip(plans, items):
+            revoke_on_secret_change(plan, item, context)
     for plan in plans:
         warn_hashed_against_wish(plan, context)
     return _bulk_result(plans, removals, declared)
@@ -193,6 +196,8 @@ def _bulk_result(plans: list, removals: list, declared: list) -> dict:
         }
         if "client_secret" in single:
             entry["client_secret"] = single["client_secret"]
+        if "revoked" in single:
+            entry["revoked"] = single["revoked"]
         diff = dict(single["diff"], before_header=client_id, after_header=client_id) if single["changed"] else None
         entries.append((entry, diff))
     results = [entry for entry, _diff in entries[len(removals):] + entries[: len(removals)]]

@@ -19,7 +19,8 @@ import uuid
 
 from ._django_cleanup_rules import installed_dot_version
 from ._django_core import OperationError
-from ._django_database import owner_database, prepare_database
+from ._django_database import prepare_database, resolve_user
+from ._django_revoke import revoke_application_tokens
 from ._django_secrets import hash_all, verify_all
 
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
@@ -56,6 +57,7 @@ class Plan:
         self.changed_fields = changed_fields
         self.generates_secret = generates_secret
         self.generated_secret = None  # set by prepare_secrets(), returned once
+        self.revoked = None  # per-category counts, when revoke_tokens revoked (or would revoke) its tokens
 
 
 def _field_names(model) -> set:
@@ -192,49 +194,6 @@ def _secret_is_current(declared: str, stored: str, verdict) -> bool:
     return verdict.matches and not verdict.outdated
 
 
-def _named(user) -> str:
-    return "%r (pk %s)" % (user.get_username(), user.pk)
-
-
-def _resolve_user(value, lookup: str, application):
-    """The owner that `value` names, by USERNAME_FIELD, by primary key or (auto) by either, on the database
-    the routers choose for the owner of `application` (see owner_database).
-
-    In auto, a value that is the USERNAME_FIELD of one user and the primary key of another is
-    refused: taking either would attach the application to a user without a word about the other.
-    """
-    from django.contrib.auth import get_user_model
-    from django.core.exceptions import ValidationError
-
-    value = str(value)
-    if value == "":
-        return None
-    user_model = get_user_model()
-    field = user_model.USERNAME_FIELD
-    database = owner_database(application)
-    users = user_model._default_manager.db_manager(database)
-    by_name = users.filter(**{field: value}).first() if lookup != "pk" else None
-    by_pk = None
-    if lookup != "username":
-        try:
-            by_pk = users.filter(pk=value).first()
-        except (ValueError, TypeError, ValidationError):
-            by_pk = None
-    if by_name is not None and by_pk is not None and by_name.pk != by_pk.pk:
-        raise OperationError(
-            "ambiguous",
-            "user %r is ambiguous: the %s of user %s and the primary key of user %s; "
-            "set user_lookup to username or pk to choose" % (value, field, _named(by_name), _named(by_pk)),
-        )
-    user = by_name or by_pk
-    if user is None:
-        looked_up = {"auto": "%s and by primary key" % field, "username": field, "pk": "primary key"}[lookup]
-        raise OperationError(
-            "not_found", "user %r does not exist in database '%s' (looked up by %s)" % (value, database, looked_up)
-        )
-    return user
-
-
 def _refuse_unsafe_input(spec: dict) -> None:
     """Refuse values that DOT would store as something weaker than the task says.
 
@@ -363,7 +322,7 @@ def plan_application(model, spec: dict, existing, database: str, verdict=None) -
         if spec.get(name) is not None:
             assign(name, " ".join(str(item) for item in spec[name]))
     if spec.get("user") is not None:
-        user = _resolve_user(spec["user"], spec.get("user_lookup", "auto"), instance)
+        user = resolve_user(spec["user"], spec.get("user_lookup", "auto"), instance)
         if creating or instance.user_id != (user.pk if user else None):
             instance.user = user
             changed.append("user")
@@ -558,6 +517,18 @@ def apply_plan(plan: Plan, database: str) -> None:
         plan.instance.save(using=database, force_insert=plan.action == "created")
 
 
+def revoke_on_secret_change(plan: Plan, spec: dict, context) -> None:
+    """revoke_tokens: on_secret_change: a stored application whose secret this run changes loses every token
+    issued under the old one, revoked as oauth_token_revoke revokes them, in the run's transaction (in check
+    mode: counted). A new application has none."""
+    if (
+        spec.get("revoke_tokens") == "on_secret_change"
+        and plan.action == "updated"
+        and "client_secret" in plan.changed_fields
+    ):
+        plan.revoked = revoke_application_tokens(plan.instance, context)
+
+
 def plan_result(plan: Plan) -> dict:
     secret_changed = "client_secret" in plan.changed_fields
     before_note = SECRET_PLACEHOLDER if plan.before else None
@@ -573,6 +544,9 @@ def plan_result(plan: Plan) -> dict:
         result["application"].update(_identity(plan.instance))
     if plan.generated_secret:
         result["client_secret"] = plan.generated_secret
+    if plan.revoked is not None:
+        result["revoked"] = plan.revoked
+        result["diff"]["after"]["revoked_tokens"] = plan.revoked
     return result
 
 
@@ -611,6 +585,7 @@ def run_application(params: dict, context) -> dict:
         if not context.check_mode:
             prepare_secrets([plan], 1)
             apply_plan(plan, context.database)
+        revoke_on_secret_change(plan, params, context)
     warn_hashed_against_wish(plan, context)
     return plan_result(plan)
 
@@ -624,7 +599,7 @@ def _owner_filter(model, value, lookup: str, database: str) -> dict:
     hint = model(client_id="", client_secret=SECRET_TO_GENERATE)
     hint._state.db = database  # an application of this database: whose owner would it be?
     try:
-        user = _resolve_user(value, lookup, hint)
+        user = resolve_user(value, lookup, hint)
     except OperationError as exc:
         if exc.kind != "not_found":
             raise

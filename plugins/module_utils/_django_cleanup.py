@@ -17,6 +17,7 @@ Django is imported inside functions: Ansible imports this file on hosts without 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -165,19 +166,29 @@ def acquire(lock, timeout: float) -> tuple:
     return True, time.monotonic() - started
 
 
-class _Run:
-    """One real (not check mode) cleanup: the passes, batch by batch."""
+def keys_for_sql(model, keys: list, connection) -> list:
+    """Primary keys of `model` as SqlDeleter binds them: a UUID, say, in the form the database stores."""
+    from django.db.models import IntegerField
 
-    def __init__(self, options: dict, database: str, deadline) -> None:
+    pk = model._meta.pk
+    return keys if isinstance(pk, IntegerField) else [pk.get_db_prep_value(key, connection) for key in keys]
+
+
+class _Run:
+    """One real (not check mode) cleanup: the passes, batch by batch. The revocation engine
+    (_django_revoke) runs its passes through a subclass, which changes what a batch does."""
+
+    def __init__(self, options: dict, database: str, deadline, counted=CATEGORIES) -> None:
         from django.db import connections
 
         self.options = options
         self.database = database
         self.deadline = deadline
         self.connection = connections[database]
-        self.deleted = dict.fromkeys(CATEGORIES, 0)
+        self.deleted = dict.fromkeys(counted, 0)
         self.cascaded = {}
         self.strategy = {}
+        self.plans = {}
         self.batches = 0
         self.pause_pending = False
 
@@ -191,18 +202,29 @@ class _Run:
         self.pause_pending = False
         return True
 
+    def plan(self, model):
+        """How rows of `model` are deleted, read from its relations once per run."""
+        if model not in self.plans:
+            self.plans[model] = delete_plan(model)
+        return self.plans[model]
+
+    def strategy_of(self, category, plan) -> str:
+        reason = plan.collector_reason
+        return "set-based SQL" if reason is None else "Django collector (%s)" % reason
+
+    def apply(self, category, plan, keys: list) -> None:
+        """One batch of a pass, in its transaction: here, delete the rows."""
+        self.deleted[category.name] += self._delete_batch(category, plan, keys)
+
     def _count_cascaded(self, label: str, rows: int) -> None:
         if rows:
             self.cascaded[label] = self.cascaded.get(label, 0) + rows
 
     def _delete_batch(self, category, plan, keys: list) -> int:
-        from django.db.models import IntegerField
         from django.db.models.deletion import ProtectedError, RestrictedError
 
         deleter = SqlDeleter(self.connection)
-        pk = category.model._meta.pk
-        # The statements bind keys themselves: a UUID, say, must be in the form the database stores.
-        sql_keys = keys if isinstance(pk, IntegerField) else [pk.get_db_prep_value(key, self.connection) for key in keys]
+        sql_keys = keys_for_sql(category.model, keys, self.connection)
         if plan.collector_reason is None and not (_has_guards(plan) and deleter.guarded(plan, sql_keys)):
             deleted = deleter.delete(plan, sql_keys, absent=category.unreferenced_by)
             for label, rows in deleter.cascaded.items():
@@ -223,14 +245,10 @@ class _Run:
         """Run every pass to its end; False when max_runtime stopped it between batches."""
         from django.db import transaction
 
-        plans = {}
         batch_size = self.options["batch_size"]
         for category in passes:
-            if category.model not in plans:
-                plans[category.model] = delete_plan(category.model)
-            plan = plans[category.model]
-            reason = plan.collector_reason
-            self.strategy[category.name] = "set-based SQL" if reason is None else "Django collector (%s)" % reason
+            plan = self.plan(category.model)
+            self.strategy[category.name] = self.strategy_of(category, plan)
             last = None
             while True:
                 if not self._may_start_batch():
@@ -240,7 +258,7 @@ class _Run:
                     keys = list(rows.values_list("pk", flat=True)[:batch_size])
                     if not keys:
                         break
-                    self.deleted[category.name] += self._delete_batch(category, plan, keys)
+                    self.apply(category, plan, keys)
                 self.batches += 1
                 self.pause_pending = True
                 last = keys[-1]
@@ -333,10 +351,11 @@ def _predict(rule_set, context, result: dict) -> None:
     result["msg"] = _summary("would delete", total, 0)
 
 
-def _clean(rule_set, options: dict, context, result: dict, started: float) -> None:
-    """A real run: take the lock, run the passes (or DOT's clear_expired()), release the lock."""
+@contextlib.contextmanager
+def locked(options: dict, context, result: dict, others: str = "another token cleanup"):
+    """Hold the lock (options lock, lock_timeout) for a real run; yields whether the run may go on. When
+    `others` hold it past lock_timeout, result (lock, complete, msg) and a warning say the run was skipped."""
     from django.db import connections
-    from django.utils import timezone
 
     lock = cleanup_lock(connections[context.database]) if options["lock"] else None
     result["lock"] = {"method": lock.method if lock else None, "acquired": False, "waited": 0.0}
@@ -345,10 +364,24 @@ def _clean(rule_set, options: dict, context, result: dict, started: float) -> No
         result["lock"].update(acquired=acquired, waited=round(waited, 3))
         if not acquired:
             result["complete"] = False
-            result["msg"] = "skipped: another token cleanup holds the %s (waited %.1f s)" % (lock.method, waited)
+            result["msg"] = "skipped: %s holds the %s (waited %.1f s)" % (others, lock.method, waited)
             context.warn(result["msg"])
+            yield False
             return
     try:
+        yield True
+    finally:
+        if lock is not None:
+            _release(lock)
+
+
+def _clean(rule_set, options: dict, context, result: dict, started: float) -> None:
+    """A real run: take the lock, run the passes (or DOT's clear_expired()), release the lock."""
+    from django.utils import timezone
+
+    with locked(options, context, result) as may_run:
+        if not may_run:
+            return
         if rule_set is None:
             result.update(deleted=_run_dot_clear_expired(context.database), strategy="clear_expired")
         else:
@@ -359,9 +392,6 @@ def _clean(rule_set, options: dict, context, result: dict, started: float) -> No
             complete = run.run(categories(rule_set, moments))
             result.update(cutoffs=_cutoffs(moments), deleted=run.deleted, batches=run.batches, complete=complete)
             result.update(cascaded=run.cascaded, strategy=run.strategy)
-    finally:
-        if lock is not None:
-            _release(lock)
     total = sum(count or 0 for count in result["deleted"].values())  # refresh_tokens: the fallback's sum
     result.update(total=total, changed=total > 0, msg=_summary("deleted", total, result["batches"]))
     if not result["complete"]:

@@ -389,6 +389,8 @@ class SqlDeleter:
     delete from a table that the statement also reads in a subquery.
     """
 
+    UPDATE_VALUES = 8
+
     def __init__(self, connection) -> None:
         self.connection = connection
         self.quote = connection.ops.quote_name
@@ -399,9 +401,9 @@ class SqlDeleter:
         self.as_array = connection.vendor == "postgresql"
         self.as_literals = connection.vendor == "mysql"
         # SQLite caps bound parameters per statement (999 before 3.32); MySQL takes any list.
-        # One parameter is kept for the value of an UPDATE.
+        # A few parameters are kept for the values of an UPDATE (set_columns sets up to UPDATE_VALUES).
         limit = None if self.as_array else connection.features.max_query_params
-        self.chunk = max(1, limit - 1) if limit else None
+        self.chunk = max(1, limit - self.UPDATE_VALUES) if limit else None
         self.cascaded = {}  # model label -> rows deleted because a row they point at went
 
     def _matching(self, column: str, keys: list):
@@ -418,6 +420,29 @@ class SqlDeleter:
                 stop = start + size
                 part = keys[start:stop]
                 yield "%s IN (%s)" % (self.quote(column), ", ".join(["%s"] * len(part))), part
+
+    def column_values(self, model, field, keys: list) -> list:
+        """The non-null values of `field` in rows `keys` of `model`."""
+        found = []
+        select = "SELECT %s FROM %s" % (self.quote(field.column), self.quote(model._meta.db_table))
+        with self.connection.cursor() as cursor:
+            for condition, params in self._matching(model._meta.pk.column, keys):
+                cursor.execute("%s WHERE %s AND %s IS NOT NULL" % (select, condition, self.quote(field.column)), params)
+                found.extend(row[0] for row in cursor.fetchall())
+        return found
+
+    def set_columns(self, model, values: list, keys: list) -> int:
+        """UPDATE rows `keys` of `model` to `values`, [(field, value)], at most UPDATE_VALUES of them; the number of
+        rows updated."""
+        table = self.quote(model._meta.db_table)
+        assignments = ", ".join("%s = %%s" % self.quote(field.column) for field, unused in values)
+        prepared = [field.get_db_prep_save(value, self.connection) for field, value in values]
+        updated = 0
+        with self.connection.cursor() as cursor:
+            for condition, params in self._matching(model._meta.pk.column, keys):
+                cursor.execute("UPDATE %s SET %s WHERE %s" % (table, assignments, condition), prepared + params)
+                updated += cursor.rowcount
+        return updated
 
     def _count(self, model, rows: int) -> None:
         if rows:

@@ -4,6 +4,8 @@
 """Which database an operation works on: the alias the module was given, else the one the project's
 DATABASE_ROUTERS choose for the models the operation touches, which is where DOT's own code goes
 (its managers ask the routers; so does its cleartokens). A project without routers gets 'default'.
+Also the user a task names (an application's owner, the user whose tokens go), looked up where the routers
+send that user.
 
 Django is imported inside functions: Ansible imports this file (to ship it) on hosts without Django.
 """
@@ -112,3 +114,47 @@ def owner_database(application) -> str:
     from django.db import router
 
     return router.db_for_read(get_user_model(), instance=application)
+
+
+def _named(user) -> str:
+    return "%r (pk %s)" % (user.get_username(), user.pk)
+
+
+def resolve_user(value, lookup: str, instance):
+    """The user that `value` names, by USERNAME_FIELD, by primary key or (auto) by either, on the database
+    the routers choose for the user of `instance` (see owner_database): an application's owner, a token's user.
+    None for "": no user.
+
+    In auto, a value that is the USERNAME_FIELD of one user and the primary key of another is
+    refused: taking either would act on one user without a word about the other.
+    """
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import ValidationError
+
+    value = str(value)
+    if value == "":
+        return None
+    user_model = get_user_model()
+    field = user_model.USERNAME_FIELD
+    database = owner_database(instance)
+    users = user_model._default_manager.db_manager(database)
+    by_name = users.filter(**{field: value}).first() if lookup != "pk" else None
+    by_pk = None
+    if lookup != "username":
+        try:
+            by_pk = users.filter(pk=value).first()
+        except (ValueError, TypeError, ValidationError):
+            by_pk = None
+    if by_name is not None and by_pk is not None and by_name.pk != by_pk.pk:
+        raise OperationError(
+            "ambiguous",
+            "user %r is ambiguous: the %s of user %s and the primary key of user %s; "
+            "set user_lookup to username or pk to choose" % (value, field, _named(by_name), _named(by_pk)),
+        )
+    user = by_name or by_pk
+    if user is None:
+        looked_up = {"auto": "%s and by primary key" % field, "username": field, "pk": "primary key"}[lookup]
+        raise OperationError(
+            "not_found", "user %r does not exist in database '%s' (looked up by %s)" % (value, database, looked_up)
+        )
+    return user

@@ -31,7 +31,7 @@ import os
 import sys
 import traceback
 
-from . import _django_application_set, _django_applications, _django_cleanup
+from . import _django_application_set, _django_applications, _django_cleanup, _django_revoke
 from ._django_core import Context, OperationError, database_error_message, first_line
 from ._django_database import require_alias
 from ._django_env import apply_env_file, missing_variable, read_env_file, scrub, secret_values
@@ -42,6 +42,7 @@ OPERATIONS = {
     "application_info": _django_applications.run_application_info,
     "applications": _django_application_set.run_applications,
     "token_cleanup": _django_cleanup.run_token_cleanup,
+    "token_revoke": _django_revoke.run_token_revoke,
 }
 
 

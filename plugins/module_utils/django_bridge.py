@@ -41,6 +41,7 @@ from ansible_collections.oauthops.toolkit.plugins.module_utils import (
     _django_database,
     _django_env,
     _django_migrations,
+    _django_revoke,
     _django_secrets,
     _django_side,
 )
@@ -55,7 +56,9 @@ SIDE_FLOORS = (
     # environment, env_file, the one secret rule; the pre-flight migrations check; client secrets hashed in a pool
     (_django_env, _django_migrations, _django_secrets),
     (_django_database,),  # which alias an operation works on: the one given, else the routers' choice
-    (_django_applications, _django_cleanup),  # oauth_application(_info); oauth_token_cleanup's engine
+    (_django_cleanup,),  # oauth_token_cleanup's engine: batches, set-based deletes, the lock
+    (_django_revoke,),  # oauth_token_revoke: DOT's revoke() of what a selection names, on the cleanup's engine
+    (_django_applications,),  # oauth_application(_info), whose revoke_tokens revokes as oauth_token_revoke does
     (_django_application_set,),  # oauth_applications: oauth_application's plan for a whole set
     (_django_side,),  # the modules' entry point: read the request, set Django up, OPERATIONS, answer
     (_django_cleanup_job,),  # the scheduled job's entry point, which the role's cron line runs

@@ -167,7 +167,8 @@ options:
         and returns it once in RV(client_secret), only to a task with C(no_log) (see the notes); the old secret
         stops working at once.
       - Tokens issued before the rotation stay valid until they expire or are revoked (DOT does not tie them to
-        the secret); revoke them in the project if the old secret leaked.
+        the secret). If the old secret leaked, revoke them in the same task with O(revoke_tokens=on_secret_change),
+        or with M(oauthops.toolkit.oauth_token_revoke).
       - Mutually exclusive with O(client_secret).
       - Every run with V(true) rotates again and reports a change, so run it on purpose (a separate play, a tag or
         a condition), not in the play that keeps the application declared.
@@ -176,6 +177,21 @@ options:
         rotating again with V(true) for that application.
     type: bool
     default: false
+  revoke_tokens:
+    version_added: 0.3.0
+    description:
+      - V(on_secret_change) revokes every token of the application when this task changes its stored secret (a
+        changed O(client_secret), or O(regenerate_secret=true)), in the same transaction as the new secret, so
+        nothing issued under the old secret outlives it. Access tokens, ID tokens and grants are deleted and
+        refresh tokens are marked revoked, exactly as M(oauthops.toolkit.oauth_token_revoke) does it (see there).
+      - RV(revoked) and the diff (C(revoked_tokens)) say how many of each kind went; check mode counts them and
+        revokes nothing.
+      - Creating an application, or a run that keeps the secret, revokes nothing. A secret that is stored again
+        only to renew its hash (see the notes of M(oauthops.toolkit.oauth_applications)) counts as changed.
+      - V(never) leaves tokens alone.
+    type: str
+    choices: [never, on_secret_change]
+    default: never
   extra_fields:
     version_added: 0.2.0
     description:
@@ -286,6 +302,14 @@ EXAMPLES = r"""
       register: rotated
       no_log: "{{ not ansible_check_mode }}"
 
+    - name: The old secret leaked - rotate it, and revoke every token issued under it in the same transaction
+      oauthops.toolkit.oauth_application:
+        client_id: billing-worker
+        regenerate_secret: true
+        revoke_tokens: on_secret_change
+      register: rotated
+      no_log: "{{ not ansible_check_mode }}"
+
     - name: Retire an application (its tokens and grants go with it)
       oauthops.toolkit.oauth_application:
         client_id: legacy-app
@@ -342,6 +366,14 @@ action:
   type: str
   choices: [created, updated, deleted, unchanged]
   sample: updated
+revoked:
+  version_added: 0.3.0
+  description:
+    - With O(revoke_tokens=on_secret_change) and a changed secret, the application's tokens revoked (in check mode,
+      that would be), per kind, as RV(oauthops.toolkit.oauth_token_revoke#module:revoked) counts them.
+  returned: when O(revoke_tokens=on_secret_change) and the secret changed
+  type: dict
+  sample: {refresh_tokens: 120, access_tokens: 131, id_tokens: 0, grants: 2}
 client_secret:
   description:
     - The secret DOT generated, for a new application created without O(client_secret) or for

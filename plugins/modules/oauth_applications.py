@@ -140,6 +140,14 @@ options:
           - Mutually exclusive with O(applications[].client_secret).
         type: bool
         default: false
+      revoke_tokens:
+        description:
+          - V(on_secret_change) revokes every token of this application when the task changes its stored secret, in
+            the set's transaction (O(oauthops.toolkit.oauth_application#module:revoke_tokens)).
+        type: str
+        choices: [never, on_secret_change]
+        default: never
+        version_added: 0.3.0
       extra_fields:
         description: Further model fields (O(oauthops.toolkit.oauth_application#module:extra_fields)).
         type: dict
@@ -331,6 +339,13 @@ results:
         - Only a task with C(no_log) gets it; without, such a run is refused (see the notes).
       type: str
       returned: when the module generated a secret for this application
+    revoked:
+      description:
+        - The tokens of this application that O(applications[].revoke_tokens=on_secret_change) revoked (would
+          revoke, in check mode) per kind, as RV(oauthops.toolkit.oauth_token_revoke#module:revoked) counts them.
+      type: dict
+      returned: when O(applications[].revoke_tokens=on_secret_change) and this application's secret changed
+      version_added: 0.3.0
   sample:
     - client_id: shop-web
       changed: true

@@ -56,6 +56,16 @@ SCENARIOS = {
     "live10:1": (165_000, "n %% 11 = 0"),
 }
 CONTESTANTS = ("cleartokens", "engine", "raw")
+# tests/bench/revoke_bench.py seeds "revoke-N": N access tokens of the one application, a quarter of them
+# expired (a fifth of those with a revoked refresh token), the rest live, half of them with a live refresh token.
+REVOKE_SCENARIO = "revoke-"
+
+
+def scenario_shape(scenario: str) -> tuple:
+    """(access tokens, the SQL condition on n that makes one expired) of a scenario."""
+    if scenario.startswith(REVOKE_SCENARIO):
+        return int(scenario[len(REVOKE_SCENARIO):]), "n %% 4 = 0"
+    return SCENARIOS[scenario]
 
 
 # --- Child side: runs inside the contestant's process, with Django set up for one database.
@@ -156,7 +166,7 @@ def seed(scenario: str) -> dict:
     from django.db import connection, transaction
     from oauth2_provider.models import get_application_model
 
-    access_count, expired_if = SCENARIOS[scenario]
+    access_count, expired_if = scenario_shape(scenario)
     tables = _tables()
     now = datetime.now(timezone.utc)
     stamp = connection.ops.adapt_datetimefield_value
@@ -324,9 +334,10 @@ def state(env: dict) -> dict:
     return found
 
 
-def run_child(env: dict, role: str, argument: str = "") -> dict:
+def run_child(env: dict, role: str, argument: str = "", script: Path = None) -> dict:
+    """Run `role` of `script`'s child side (this file's by default) in a process of its own; its JSON answer."""
     completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", role, argument],
+        [sys.executable, str(script or Path(__file__).resolve()), "--child", role, argument],
         env=dict(os.environ, **env),
         capture_output=True,
         text=True,

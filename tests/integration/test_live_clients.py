@@ -233,33 +233,38 @@ def log_in(server, browser, username, password, next_url):
     return answer.headers["Location"]
 
 
-def test_public_client_with_pkce(clients, live_server):
-    """Authorization code with PKCE (S256) for a public client: the user logs in through the login form, DOT
-    redirects to the (unserved) redirect URI with a code, the client exchanges it without a secret."""
-    username, password = "live-alice", new_secret()
-    create_user(clients.runner.django_env(), username, password)
-
+def authorize(server, username, password):
+    """Authorization code with PKCE (S256) for the public client: the user logs in through the login form, DOT
+    redirects to the (unserved) redirect URI with a code. (code, verifier, the client's session)."""
     oauth = WebApplicationClient(SPA)
     verifier = oauth.create_code_verifier(64)
     challenge = oauth.create_code_challenge(verifier, "S256")
     session = OAuth2Session(client=oauth, redirect_uri=REDIRECT_URI, scope=["read"])
     authorize_url, state = session.authorization_url(
-        live_server.url("/o/authorize/"), code_challenge=challenge, code_challenge_method="S256"
+        server.url("/o/authorize/"), code_challenge=challenge, code_challenge_method="S256"
     )
 
     browser = requests.Session()
     to_login = browser.get(authorize_url, allow_redirects=False, timeout=TIMEOUT)
-    assert to_login.status_code == 302 and "/accounts/login/" in to_login.headers["Location"], live_server.log_tail()
+    assert to_login.status_code == 302 and "/accounts/login/" in to_login.headers["Location"], server.log_tail()
     parts = urllib.parse.urlsplit(authorize_url)
-    back_to_authorize = log_in(live_server, browser, username, password, parts.path + "?" + parts.query)
+    back_to_authorize = log_in(server, browser, username, password, parts.path + "?" + parts.query)
     assert back_to_authorize == parts.path + "?" + parts.query
-    to_client = browser.get(live_server.url(back_to_authorize), allow_redirects=False, timeout=TIMEOUT)
-    assert to_client.status_code == 302, "the authorization was not granted\n%s" % live_server.log_tail()
+    to_client = browser.get(server.url(back_to_authorize), allow_redirects=False, timeout=TIMEOUT)
+    assert to_client.status_code == 302, "the authorization was not granted\n%s" % server.log_tail()
     callback = to_client.headers["Location"]
     assert callback.startswith(REDIRECT_URI + "?"), "DOT redirected to %s" % callback.split("?")[0]
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(callback).query)
     assert query["state"] == [state]
-    code = query["code"][0]
+    return query["code"][0], verifier, session
+
+
+def test_public_client_with_pkce(clients, live_server):
+    """Authorization code with PKCE for a public client: the client exchanges the code without a secret, and
+    only with the right verifier."""
+    username, password = "live-alice", new_secret()
+    create_user(clients.runner.django_env(), username, password)
+    code, verifier, session = authorize(live_server, username, password)
 
     token_url = live_server.url("/o/token/")
     for verifier_sent, error in ((None, "invalid_request"), (verifier[::-1], "invalid_grant")):
@@ -289,3 +294,38 @@ def test_token_removed_by_cleanup_is_refused(clients, live_server):
 
     assert_refused(live_server, doomed, "a token the cleanup deleted")
     assert_accepted(live_server, fresh, client_id=SERVICE)
+
+
+def refresh(server, refresh_token):
+    """The public client's refresh grant at /o/token/: the answer's status and JSON."""
+    answer = requests.post(
+        server.url("/o/token/"),
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": SPA},
+        timeout=TIMEOUT,
+    )
+    return answer.status_code, answer.json()
+
+
+def test_revoked_tokens_are_refused_and_others_still_work(clients, live_server):
+    """oauth_token_revoke of one user: before, the user's access token works and its refresh token refreshes;
+    after, the access token is refused, the refresh gets invalid_grant, and a token of an application and user
+    that were not selected (the service's, which has no user) still works."""
+    username, password = "live-leaver", new_secret()
+    create_user(clients.runner.django_env(), username, password)
+    code, verifier, session = authorize(live_server, username, password)
+    first = session.fetch_token(
+        live_server.url("/o/token/"), code=code, code_verifier=verifier, include_client_id=True, timeout=TIMEOUT
+    )
+    assert_accepted(live_server, first["access_token"], user=username, client_id=SPA)
+    status, token = refresh(live_server, first["refresh_token"])
+    assert status == 200 and token.get("refresh_token"), "the refresh failed: %s %s" % (status, token)
+    assert_accepted(live_server, token["access_token"], user=username, client_id=SPA)
+    other = client_credentials_token(live_server, SERVICE, clients.secrets[SERVICE])["access_token"]
+
+    output = clients.runner.run("live_revoke.yml", {"revoked_user": username})
+    assert not [value for value in (token["access_token"], token["refresh_token"], other) if value in output]
+
+    assert_refused(live_server, token["access_token"], "an access token of the revoked user")
+    status, refused = refresh(live_server, token["refresh_token"])
+    assert (status, refused.get("error")) == (400, "invalid_grant"), "%s %s\n%s" % (status, refused, live_server.log_tail())
+    assert_accepted(live_server, other, client_id=SERVICE)

@@ -1,4 +1,5 @@
-"""The cleanup engine leaves exactly what the installed DOT's clear_expired() leaves.
+"""The cleanup engine leaves exactly what the installed DOT's clear_expired() leaves, and the revocation
+engine what DOT's revoke() leaves.
 
 Each differential case writes a token graph (token_graphs.py), takes a snapshot, runs
 DOT's clear_expired() and snapshots the result, puts the original rows back, runs the
@@ -10,6 +11,9 @@ engine both call) so that tokens sitting exactly on a cut-off stay there.
 Every case must be worth something: it deletes some rows and keeps some, and a run of the
 whole file must see each category that the installed rule set has delete rows somewhere
 (token_graphs.exercised, checked at the end of the session by tests/unit/conftest.py).
+
+The revocation engine (oauth_token_revoke, revoke_tokens) is proven here too, on the same graphs: it must
+leave what DOT's own revoke() of every selected row leaves (dot_revoke), with the same counts.
 
 Runs on the session's backend (--backend) and against whatever DOT is installed: tests/tools/suite
 runs it on every backend, for every DOT release in PROVEN_IMPLEMENTATIONS, on a project with
@@ -482,6 +486,140 @@ def test_invalid_options(params, message):
     with pytest.raises(core.OperationError) as raised:
         engine(**params)
     assert (raised.value.kind, raised.value.message) == ("invalid", message)
+
+
+# --- Revocation (oauth_token_revoke and revoke_tokens): the same engine, with DOT's revoke() as the oracle.
+
+ISSUED = NOW - timedelta(hours=1)  # the issued_before of the cases narrowed by it
+ISSUE_TIMES = (NOW - graphs.FAR, ISSUED - graphs.MICROSECOND, ISSUED, ISSUED + graphs.MICROSECOND, NOW)
+# (client_id, user) of a case: one application, both, one user everywhere, one user in one application.
+REVOKE_SELECTORS = (
+    ("token-graphs", None),
+    (["token-graphs", "token-graphs-other"], None),
+    (None, "token-leaver"),
+    (["token-graphs-other"], "token-leaver"),
+)
+
+
+def revoke_engine(check_mode=False, **params):
+    from oauthops_django_side import _django_core, _django_revoke
+
+    context = _django_core.Context(None, check_mode)
+    result = _django_revoke.run_token_revoke(params, context)
+    result["warnings"] = context.warnings
+    return result
+
+
+def spread_issue_times(rng):
+    """Issue times around ISSUED (`created` is auto_now_add: the frozen NOW; `updated` too, so that a revocation
+    that forgets what RefreshToken.save() sets shows), and token families on some refresh tokens where DOT has
+    them, which revocation must keep."""
+    import uuid
+
+    for model in graphs.dot_token_models():
+        for pk in model._base_manager.values_list("pk", flat=True):
+            issued = rng.choice(ISSUE_TIMES)
+            model._base_manager.filter(pk=pk).update(created=issued, updated=issued)
+    refresh = graphs.dot_token_models()[2]
+    if any(field.name == "token_family" for field in refresh._meta.get_fields()):
+        families = [uuid.UUID(int=rng.getrandbits(128), version=4) for unused in range(3)]
+        for pk in refresh._base_manager.values_list("pk", flat=True):
+            if rng.random() < 0.5:
+                refresh._base_manager.filter(pk=pk).update(token_family=rng.choice(families))
+
+
+def dot_revoke(client_id=None, user=None, issued_before=None, **unused_options):
+    """DOT's own revocation of each selected row, object by object, and its counts: the oracle. The selection
+    is written here again, in the ORM's words, rather than taken from the engine."""
+    from django.db.models import Q
+
+    id_model, access_model, refresh_model, grant_model = graphs.dot_token_models()
+    query = Q()
+    if client_id is not None:
+        query &= Q(application__client_id__in=[client_id] if isinstance(client_id, str) else client_id)
+    if user is not None:
+        query &= Q(user__username=user)
+    if issued_before is not None:
+        query &= Q(created__lt=issued_before)
+    tables = {"access_tokens": access_model, "id_tokens": id_model, "grants": grant_model}
+    before = dict((name, model.objects.count()) for name, model in tables.items())
+    live = refresh_model.objects.filter(revoked__isnull=True)
+    live_before = live.count()
+    for token in refresh_model.objects.filter(query, revoked__isnull=True).order_by("pk"):
+        token.revoke()
+    for model in (access_model, id_model):
+        for token in model.objects.filter(query).order_by("pk"):
+            token.revoke()
+    for grant in grant_model.objects.filter(query).order_by("pk"):
+        grant.delete()
+    counts = {"refresh_tokens": live_before - live.count()}
+    counts.update((name, before[name] - model.objects.count()) for name, model in tables.items())
+    return counts
+
+
+def check_revoke(params):
+    """The engine (check mode, then for real, then again) against dot_revoke() on the graph in the database."""
+    original = graphs.snapshot()
+    predicted = revoke_engine(check_mode=True, **params)
+    assert graphs.snapshot() == original, "check mode changed the database"
+    dot_counts = dot_revoke(**params)
+    expected = graphs.snapshot()
+    graphs.restore(original)
+    kept = len(expected[graphs.dot_token_models()[1]._meta.db_table][1])  # access tokens nobody selected
+    assert sum(dot_counts.values()) > 0 and kept > 0, "vacuous case: %r revoked, %d access tokens kept" % (
+        dot_counts,
+        kept,
+    )
+    result = revoke_engine(**params)
+    actual = graphs.snapshot()
+    assert actual == expected, "end states differ:\n" + graphs.differences(expected, actual)
+    assert result["revoked"] == dot_counts, "engine counts differ from DOT's revoke()"
+    assert predicted["revoked"] == dot_counts, "check-mode counts differ from DOT's revoke()"
+    assert result["changed"] is predicted["changed"] is True and result["complete"] is True
+    assert set(result["strategy"].values()) == {"set-based SQL"} and not result["warnings"]
+    rerun = revoke_engine(**params)
+    assert (rerun["changed"], rerun["total"]) == (False, 0)
+    return result
+
+
+# The core cases also on a project whose router keeps DOT on a second database (--models routed).
+@pytest.mark.models("stock", "swapped-tokens", "routed")
+@pytest.mark.parametrize("seed", range(len(REVOKE_SELECTORS)))
+def test_revoke_differential(frozen, seed):
+    """One case per selector (small: these run in every unit session of every DOT release), every other one
+    narrowed by issued_before."""
+    rng = random.Random("revoke/%d" % seed)
+    graphs.generate(rng, NOW, size=rng.randint(10, 16), pairs=graphs.owners())
+    spread_issue_times(rng)
+    client_id, user = REVOKE_SELECTORS[seed]
+    params = {"client_id": client_id, "user": user, "batch_size": BATCH_SIZES[seed % len(BATCH_SIZES)]}
+    if seed % 2:
+        params["issued_before"] = ISSUED.isoformat()
+    result = check_revoke(params)
+    named = [client_id] if isinstance(client_id, str) else client_id
+    assert (result["selection"]["client_ids"], result["selection"]["username"]) == (named, user)
+
+
+def test_revoke_max_runtime_stops_between_batches_and_the_next_run_finishes(frozen, monkeypatch):
+    from oauthops_django_side import _django_revoke
+
+    graphs.generate(random.Random("revoke-max-runtime"), NOW, size=30)
+    original = graphs.snapshot()
+    dot_counts = dot_revoke(client_id="token-graphs")
+    expected = graphs.snapshot()
+    graphs.restore(original)
+    with monkeypatch.context() as patch:
+        clock = SleepOnlyClock()
+        patch.setattr(engine_modules()[1], "time", clock)
+        patch.setattr(_django_revoke, "time", clock)
+        # Batches start at 0, 0.25, ..., 1.25; the next pause would end at 1.5, the deadline.
+        first = revoke_engine(client_id="token-graphs", batch_size=1, batch_interval=0.25, max_runtime=1.5)
+    assert (first["complete"], first["batches"]) == (False, 6) and "max_runtime" in first["msg"]
+    assert graphs.snapshot() != original
+    second = revoke_engine(client_id="token-graphs", batch_size=1)
+    assert second["complete"] is True
+    assert graphs.snapshot() == expected
+    assert dict((name, first["revoked"][name] + second["revoked"][name]) for name in dot_counts) == dot_counts
 
 
 # --- Runs in other processes: a SIGKILL mid-run, and two cleanups at once. Time is not frozen

@@ -94,12 +94,12 @@ def wipe():
                 cursor.execute("DELETE FROM %s" % connection.ops.quote_name(model._meta.db_table))
 
 
-def owner():
+def owner(username="token-owner", client_id="token-graphs"):
     from django.contrib.auth import get_user_model
     from oauth2_provider.models import get_application_model
 
     model = get_application_model()
-    user = get_user_model()._default_manager.db_manager(alias()).get_or_create(username="token-owner")[0]
+    user = get_user_model()._default_manager.db_manager(alias()).get_or_create(username=username)[0]
     defaults = dict(
         user=user,
         client_type="confidential",
@@ -109,13 +109,20 @@ def owner():
     )
     if any(field.name == "hash_client_secret" for field in model._meta.get_fields()):
         defaults["hash_client_secret"] = False  # hashing costs a third of a second per graph
-    application = model.objects.get_or_create(client_id="token-graphs", defaults=defaults)[0]
+    application = model.objects.get_or_create(client_id=client_id, defaults=defaults)[0]
     return user, application
 
 
-def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=None):
+def owners():
+    """Two users and two applications, every pairing: for graphs whose tokens a selection splits (revocation)."""
+    return [owner(username, client_id) for username in ("token-owner", "token-leaver")
+            for client_id in ("token-graphs", "token-graphs-other")]
+
+
+def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=None, pairs=None):
     """Write one random graph; `rng` is a random.Random, so a seed names the graph.
-    Timestamps come from `points`, by default moments(now, expire_seconds, grace_seconds)."""
+    Timestamps come from `points`, by default moments(now, expire_seconds, grace_seconds). Each row belongs to
+    a (user, application) of `pairs` (owners()) when given, else all to owner()'s."""
     from oauth2_provider.models import (
         get_access_token_model,
         get_grant_model,
@@ -129,7 +136,12 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
     user, application = owner()
     points = points or moments(now, expire_seconds, grace_seconds)
     serial = itertools.count(1)
-    common = dict(user=user, application=application)
+
+    def common():
+        """The owner of a row: drawn from `pairs` when given (which draws from rng), else the one owner."""
+        if pairs is None:
+            return dict(user=user, application=application)
+        return dict(zip(("user", "application"), rng.choice(pairs)))
 
     def token():
         return "tok-%d-%d" % (rng.randrange(10**9), next(serial))
@@ -138,24 +150,24 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
         return rng.choice(points)
 
     def id_token():
-        return id_model.objects.create(expires=pick(), scope="openid", **common)
+        return id_model.objects.create(expires=pick(), scope="openid", **common())
 
     size = rng.randint(0, 24) if size is None else size
     # Like a real table, every graph holds a token that every rule set deletes and one that every
     # rule set keeps, so no case compares two untouched databases (Differential.check asserts it).
     for expires in (min(points), max(points)):
-        access_model.objects.create(token=token(), expires=expires, scope="read", **common)
+        access_model.objects.create(token=token(), expires=expires, scope="read", **common())
     access_tokens = []
     refresh_tokens = []
     for unused in range(size):
         access = access_model.objects.create(
-            token=token(), expires=pick(), scope="read", id_token=id_token() if rng.random() < 0.4 else None, **common
+            token=token(), expires=pick(), scope="read", id_token=id_token() if rng.random() < 0.4 else None, **common()
         )
         access_tokens.append(access)
         if rng.random() < 0.6:
             revoked = None if rng.random() < 0.6 else pick()  # revoked yet still bound happens after crashes
             refresh_tokens.append(
-                refresh_model.objects.create(token=token(), access_token=access, revoked=revoked, **common)
+                refresh_model.objects.create(token=token(), access_token=access, revoked=revoked, **common())
             )
         for unused in range(rng.choice((0, 0, 1, 2))):
             TokenAudit.objects.create(access_token=access, note="audit")
@@ -164,7 +176,7 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
     for unused in range(rng.randint(0, 8)):
         # Unbound refresh tokens: revoked ones (what rotation leaves) and orphans (access token deleted).
         revoked = pick() if rng.random() < 0.6 else None
-        refresh_tokens.append(refresh_model.objects.create(token=token(), access_token=None, revoked=revoked, **common))
+        refresh_tokens.append(refresh_model.objects.create(token=token(), access_token=None, revoked=revoked, **common()))
     # Access tokens minted by a refresh: their source_refresh_token is SET_NULL when it goes.
     sources = rng.sample(refresh_tokens, k=min(len(refresh_tokens), len(access_tokens), rng.randint(0, 6)))
     for access, source in zip(rng.sample(access_tokens, k=len(sources)), sources):
@@ -173,7 +185,7 @@ def generate(rng, now, expire_seconds=None, grace_seconds=0, size=None, points=N
         id_token()  # ID tokens whose access token is already gone, or never existed
     for unused in range(rng.randint(0, 5)):
         grant_model.objects.create(
-            code=token(), expires=pick(), redirect_uri="https://app.example.com/cb", scope="read", **common
+            code=token(), expires=pick(), redirect_uri="https://app.example.com/cb", scope="read", **common()
         )
     if rng.random() < 0.3:
         TokenSession.objects.create(access_token=None)
