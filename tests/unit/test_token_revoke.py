@@ -11,6 +11,8 @@ import random
 import pytest
 import token_graphs as graphs
 from test_cleanup_differential import NOW, Hold, dot_revoke, far_graph, finished, revoke_engine, start_engine
+# The differential tests' fixtures: every test starts and ends on empty token tables (autouse), at a frozen NOW.
+from test_cleanup_differential import clean_tables, frozen  # noqa: F401  pylint: disable=unused-import
 
 APPLICATION_SPEC = dict(
     state="present",
@@ -24,21 +26,6 @@ def side():
     from oauthops_django_side import _django_application_set, _django_applications, _django_core
 
     return _django_core, _django_applications, _django_application_set
-
-
-@pytest.fixture(autouse=True)
-def clean_tables():
-    graphs.wipe()
-    yield
-    graphs.wipe()
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    from django.utils import timezone
-
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    return NOW
 
 
 @pytest.fixture
