@@ -166,6 +166,14 @@ def acquire(lock, timeout: float) -> tuple:
     return True, time.monotonic() - started
 
 
+def fetch_rows(rows, database: str, limit: int) -> list:
+    """The first `limit` rows of a values_list() QuerySet as tuples, converted as iterating it would
+    convert them, in one fetch: iterating fetches 100 rows at a time, each through Django's cursor
+    wrapper, which costs more than the index walk that finds a batch of ten thousand."""
+    compiler = rows[:limit].query.get_compiler(using=database)
+    return list(compiler.results_iter(tuple_expected=True, chunk_size=max(limit, 1)))
+
+
 def keys_for_sql(model, keys: list, connection) -> list:
     """Primary keys of `model` as SqlDeleter binds them: a UUID, say, in the form the database stores."""
     from django.db.models import IntegerField
@@ -207,6 +215,10 @@ class _Run:
         if model not in self.plans:
             self.plans[model] = delete_plan(model)
         return self.plans[model]
+
+    def batch_keys(self, category, rows, limit: int) -> list:
+        """The primary keys of the next batch: the first `limit` of `rows`."""
+        return [row[0] for row in fetch_rows(rows.values_list("pk"), self.database, limit)]
 
     def strategy_of(self, category, plan) -> str:
         reason = plan.collector_reason
@@ -255,7 +267,7 @@ class _Run:
                     return False
                 rows = category.rows(self.database, after=last).order_by("pk")
                 with transaction.atomic(using=self.database):
-                    keys = list(rows.values_list("pk", flat=True)[:batch_size])
+                    keys = self.batch_keys(category, rows, batch_size)
                     if not keys:
                         break
                     self.apply(category, plan, keys)

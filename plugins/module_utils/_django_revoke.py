@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 
-from ._django_cleanup import _Run, _token_models, cleanup_options, keys_for_sql, locked
+from ._django_cleanup import _Run, _token_models, cleanup_options, fetch_rows, keys_for_sql, locked
 from ._django_cleanup_rules import CATEGORIES, Category, SqlDeleter, function_fingerprint, installed_dot_version
 from ._django_core import OperationError
 from ._django_database import prepare_database, resolve_user
@@ -184,6 +184,14 @@ class _RevokeRun(_Run):
             self.unproven["refresh_tokens"] = "save signal receivers are connected to %s" % label
         binding = self.models["refresh_tokens"]._meta.get_field("access_token")
         self.unbound = Category("access_tokens", self.models["access_tokens"], None, unreferenced_by=binding)
+        self.bound = []  # the access tokens of the refresh tokens in the batch, read with their keys
+
+    def batch_keys(self, category, rows, limit: int) -> list:
+        if category.name != "refresh_tokens" or category.name in self.unproven:
+            return super().batch_keys(category, rows, limit)
+        found = fetch_rows(rows.values_list("pk", "access_token"), self.database, limit)
+        self.bound = [access for unused, access in found if access is not None]
+        return [pk for pk, unused in found]
 
     def strategy_of(self, category, plan) -> str:
         if category.name in self.unproven:
@@ -219,8 +227,7 @@ class _RevokeRun(_Run):
         sql = SqlDeleter(self.connection)
         sql_keys = keys_for_sql(refresh, keys, self.connection)
         binding = refresh._meta.get_field("access_token")
-        # The access tokens' keys as the database returns them: _delete_batch takes them as Python values.
-        bound = [binding.target_field.to_python(key) for key in sql.column_values(refresh, binding, sql_keys)]
+        bound = self.bound  # read in this transaction, with the batch's keys (batch_keys)
         try:
             with transaction.atomic(using=self.database):
                 values = [(binding, None), (refresh._meta.get_field("revoked"), self.now)]
