@@ -35,14 +35,17 @@ from ._django_database import prepare_database, resolve_user
 REVOKED = ("refresh_tokens",) + CATEGORIES[3:]
 
 # revoke() of DOT's abstract token models, by fingerprint (function_fingerprint): the implementations
-# the differential tests run against (DOT 2.2.0, 2.4.0, 3.4.0 and the newest, 3.4.1), and the releases
-# that ship the same code (found by fingerprinting every release's source).
+# the differential tests run against (DOT 2.2.0, 2.4.0, 3.2.0, 3.4.0 and the newest, 3.4.1), and the
+# releases that ship the same code (found by fingerprinting every release's source with
+# tests/tools/dot-fingerprints).
 PROVEN_REVOKES = {
     # self.delete(), in every release from 1.5.0 to 3.4.1
     "access_tokens": ("3dfdac2273f13c2f",),
     "id_tokens": ("fb02ca608fa3b196",),
-    # 1.5.0 to 2.4.0; 3.4.0 and 3.4.1 (3.0.0 to 3.3.0 look the access token up by id=, not pk=: not proven)
-    "refresh_tokens": ("49714280f9fe3085", "d5b2319b1c78437b"),
+    # 1.5.0 to 2.4.0; 3.0.0 to 3.3.0, which look the access token up by id= where 3.4 says pk= (the same
+    # row, for any access token model whose primary key is `id`; DOT's own revoke() fails on any other);
+    # 3.4.0 and 3.4.1
+    "refresh_tokens": ("49714280f9fe3085", "9f258b0310c3b0fb", "d5b2319b1c78437b"),
 }
 
 

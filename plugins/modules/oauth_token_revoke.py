@@ -27,10 +27,9 @@ description:
     walked once in primary-key order, a batch of O(batch_size) rows per short transaction, a few SQL statements
     per batch, not one query per token. It takes the cleanup's lock, and O(max_runtime) stops it between batches.
   - The module knows DOT's C(revoke()) methods by a fingerprint of their code and uses its set-based passes only
-    for the implementations its tests proved (those of DOT 1.5.0 to 2.4.0 and 3.4.0 to 3.4.1). Any other
-    C(revoke()) (a swapped model's own, C(RefreshToken.revoke()) of DOT 3.0 to 3.3, a fork's) is called per
-    object, and so is C(RefreshToken.revoke()) when save signal receivers are connected to the refresh token
-    model; RV(strategy) and a warning say so.
+    for the implementations its tests proved (those of every DOT release from 1.5.0 to 3.4.1). Any other
+    C(revoke()) (a swapped model's own, a fork's) is called per object, and so is C(RefreshToken.revoke()) when
+    save signal receivers are connected to the refresh token model; RV(strategy) and a warning say so.
 author:
   - oauthops.toolkit maintainers (@oauthops)
 extends_documentation_fragment:
