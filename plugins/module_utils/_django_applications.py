@@ -20,7 +20,6 @@ import uuid
 from ._django_cleanup_rules import installed_dot_version
 from ._django_core import OperationError
 from ._django_database import prepare_database, resolve_user
-from ._django_revoke import revoke_application_tokens
 from ._django_secrets import hash_all, verify_all
 
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")
@@ -526,6 +525,8 @@ def revoke_on_secret_change(plan: Plan, spec: dict, context) -> None:
         and plan.action == "updated"
         and "client_secret" in plan.changed_fields
     ):
+        from ._django_revoke import revoke_application_tokens  # only here: the other operations need none of it
+
         plan.revoked = revoke_application_tokens(plan.instance, context)
 
 

@@ -31,19 +31,26 @@ import os
 import sys
 import traceback
 
-from . import _django_application_set, _django_applications, _django_cleanup, _django_revoke
 from ._django_core import Context, OperationError, database_error_message, first_line
 from ._django_database import require_alias
 from ._django_env import apply_env_file, missing_variable, read_env_file, scrub, secret_values
 
-# op name -> the function that runs it: function(params, context) -> result
+# op name -> (the side's module, its function that runs the op: function(params, context) -> result). Imported when
+# the op runs: the package is written anew for every task, so Python compiles each file it imports on every run,
+# and a task compiles only what its operation uses.
 OPERATIONS = {
-    "application": _django_applications.run_application,
-    "application_info": _django_applications.run_application_info,
-    "applications": _django_application_set.run_applications,
-    "token_cleanup": _django_cleanup.run_token_cleanup,
-    "token_revoke": _django_revoke.run_token_revoke,
+    "application": ("_django_applications", "run_application"),
+    "application_info": ("_django_applications", "run_application_info"),
+    "applications": ("_django_application_set", "run_applications"),
+    "token_cleanup": ("_django_cleanup", "run_token_cleanup"),
+    "token_revoke": ("_django_revoke", "run_token_revoke"),
 }
+
+
+def operation(op: str):
+    """The function that runs `op`."""
+    module, function = OPERATIONS[op]
+    return getattr(importlib.import_module("." + module, __package__), function)
 
 
 def setup_django(database: str | None, project_path: str | None = None) -> None:
@@ -143,7 +150,7 @@ def handle(request: dict) -> dict:
     from django.db import DatabaseError
 
     try:
-        result = OPERATIONS[op](request.get("params") or {}, context)
+        result = operation(op)(request.get("params") or {}, context)
     except DatabaseError as exc:
         raise OperationError("database", database_error_message(exc))
     result["warnings"] = context.warnings
